@@ -1,0 +1,67 @@
+# etatcivil — make targets are the contract (INTERFACE.md).
+# Two commands for a newcomer: `make run` and `make test`.
+
+SHELL := /bin/bash
+GO ?= go
+STACK := scripts/stack.sh
+
+.PHONY: all build run test up down demo bench test-faults lint tools cog-snapshot sample clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/etatcivil ./cmd/registry-sim
+
+tools:
+	$(STACK) tools
+
+run: build
+	$(STACK) run
+
+up: build
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+demo: build
+	$(STACK) demo
+
+# Full suite against real PostgreSQL and a real S3 gateway, with -race.
+test: build
+	$(GO) vet ./...
+	$(STACK) test
+
+bench: build
+	$(STACK) test -run '^$$' -bench . -benchtime 1x
+
+test-faults: build
+	@echo "test-faults: les scénarios de panne arrivent avec l'issue de robustesse" >&2; exit 1
+
+lint:
+	$(GO) vet ./...
+
+# Regenerates testdata/sample/ (deterministic).
+sample: build
+	rm -rf testdata/sample && bin/etatcivil sample generate --bad testdata/sample
+
+# --- COG snapshot (internal/cog/data/cog.csv.gz) -------------------------
+COG_PKG          := @etalab/decoupage-administratif
+COG_VERSION      ?= 6.0.0
+COG_DATE         ?= 2026-01-01
+COG_HIST_VERSION ?= 0.3.0
+COG_DIR          ?= .local/cog
+
+cog-snapshot:
+	rm -rf $(COG_DIR) && mkdir -p $(COG_DIR)/current $(COG_DIR)/history
+	cd $(COG_DIR) && npm pack --silent $(COG_PKG)@$(COG_VERSION) $(COG_PKG)@$(COG_HIST_VERSION) >/dev/null
+	tar -xzf $(COG_DIR)/etalab-decoupage-administratif-$(COG_VERSION).tgz -C $(COG_DIR)/current
+	tar -xzf $(COG_DIR)/etalab-decoupage-administratif-$(COG_HIST_VERSION).tgz -C $(COG_DIR)/history
+	test -s internal/cog/data/cog.csv.gz || : > internal/cog/data/cog.csv.gz
+	$(GO) run ./tools/cogsnap -date $(COG_DATE) \
+	  -history $(COG_DIR)/history/package/data/communes.json \
+	  $(COG_DIR)/current/package/data/communes.json
+	$(GO) test ./internal/cog/
+
+clean:
+	rm -rf bin .local

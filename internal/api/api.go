@@ -1,0 +1,352 @@
+// Package api serves etatcivil's HTTP API. Every route is declared once in
+// Routes (method, pattern, roles, scope, handler); the router and the
+// authorisation tests are both built from that table.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/cog"
+	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/manifest"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// ScopeKind says how a route limits what a caller reaches; the
+// authorisation test uses it to try each route on its own tenant's object
+// and on another's.
+type ScopeKind int
+
+// Route scopes.
+const (
+	// ScopeNone: nothing tenant-specific in the path.
+	ScopeNone ScopeKind = iota
+	// ScopeBatch: {id} is a batch; a hub reaches its own only.
+	ScopeBatch
+	// ScopeAct: {id} is an act; hubs and town halls reach their communes' only.
+	ScopeAct
+)
+
+// Route is one entry of the route table.
+type Route struct {
+	Method  string
+	Pattern string
+	Roles   []auth.Role
+	Scope   ScopeKind
+	Handler func(s *Server, w http.ResponseWriter, r *http.Request, p auth.Principal) error
+}
+
+var (
+	hubAdmin  = []auth.Role{auth.RoleHub, auth.RoleAdmin}
+	everyRole = []auth.Role{auth.RoleHub, auth.RoleTownhall, auth.RoleAuditor, auth.RoleAdmin}
+)
+
+// Routes is the route table.
+var Routes = []Route{
+	{"POST", "/api/v1/batches", hubAdmin, ScopeNone, (*Server).createBatch},
+	{"GET", "/api/v1/batches/{id}", hubAdmin, ScopeBatch, (*Server).getBatch},
+	{"PUT", "/api/v1/batches/{id}/files/{file}", hubAdmin, ScopeBatch, (*Server).putFile},
+	{"POST", "/api/v1/batches/{id}/submit", hubAdmin, ScopeBatch, (*Server).submitBatch},
+	{"GET", "/api/v1/acts", everyRole, ScopeNone, (*Server).listActs},
+	{"GET", "/api/v1/acts/{id}", everyRole, ScopeAct, (*Server).getAct},
+	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
+	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	Store    *store.Store
+	Blob     *blob.Store
+	Jobs     *ingest.Client
+	Auth     *auth.Authenticator
+	Communes *cog.Snapshot
+	Logger   *slog.Logger
+	Limits   Limits
+	Now      func() time.Time
+	Metrics  *Metrics
+
+	failures failureLimiter
+}
+
+// Limits bounds requests.
+type Limits struct {
+	MaxFileSize           int64
+	MaxManifestSize       int64
+	AuthFailuresPerMinute int
+}
+
+// Handler builds the router from Routes.
+func (s *Server) Handler() http.Handler {
+	if s.Metrics == nil {
+		s.Metrics = NewMetrics()
+	}
+	mux := http.NewServeMux()
+	for _, rt := range Routes {
+		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, &Problem{Status: 404, Type: "not_found", Title: "Introuvable", Detail: "Cette adresse n'existe pas dans l'API."})
+	})
+	return s.logged(mux)
+}
+
+// wrap authenticates, authorises by role, and maps the handler's error.
+func (s *Server) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ip := clientIP(r)
+		if s.failures.blocked(ip, s.Limits.AuthFailuresPerMinute) {
+			w.Header().Set("Retry-After", "60")
+			writeProblem(w, &Problem{Status: 429, Type: "too_many_failures", Title: "Trop d'échecs d'authentification",
+				Detail: "Trop de tentatives avec un jeton invalide depuis cette adresse. Réessayez dans une minute."})
+			return
+		}
+		tok, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="etatcivil"`)
+			writeProblem(w, &Problem{Status: 401, Type: "unauthenticated", Title: "Authentification requise",
+				Detail: "Fournissez un jeton d'accès dans l'en-tête Authorization: Bearer."})
+			return
+		}
+		p, err := s.Auth.Authenticate(r.Context(), tok)
+		if err != nil {
+			if errors.Is(err, auth.ErrUnauthenticated) {
+				s.failures.fail(ip)
+			}
+			s.fail(w, r, err)
+			return
+		}
+		if !slices.Contains(rt.Roles, p.Role) {
+			writeProblem(w, &Problem{Status: 403, Type: "forbidden", Title: "Accès refusé",
+				Detail: fmt.Sprintf("Le rôle %s n'a pas accès à cette opération.", p.Role)})
+			return
+		}
+		if err := rt.Handler(s, w, r, p); err != nil {
+			s.fail(w, r, err)
+		}
+	})
+}
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string         `json:"type"`
+	Title  string         `json:"title"`
+	Status int            `json:"status"`
+	Detail string         `json:"detail"`
+	Errors []ProblemItem  `json:"errors,omitempty"`
+	Extra  map[string]any `json:"-"`
+}
+
+// ProblemItem is one of several problems.
+type ProblemItem struct {
+	Pointer string `json:"pointer,omitempty"`
+	Detail  string `json:"detail"`
+}
+
+func (p *Problem) Error() string { return p.Type + ": " + p.Detail }
+
+func writeProblem(w http.ResponseWriter, p *Problem) {
+	if p.Type == "" {
+		p.Type = "about:blank"
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(p.Status)
+	body := map[string]any{"type": p.Type, "title": p.Title, "status": p.Status, "detail": p.Detail}
+	if len(p.Errors) > 0 {
+		body["errors"] = p.Errors
+	}
+	for k, v := range p.Extra {
+		body[k] = v
+	}
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// errorTable maps named errors to statuses, in order.
+var errorTable = []struct {
+	err    error
+	status int
+	typ    string
+	title  string
+}{
+	{auth.ErrUnauthenticated, 401, "unauthenticated", "Authentification requise"},
+	{store.ErrNotFound, 404, "not_found", "Introuvable"},
+	{store.ErrConflict, 409, "conflict", "Conflit"},
+	{store.ErrInvalid, 400, "invalid_request", "Requête invalide"},
+	{manifest.ErrUnparseable, 400, "manifest_unparseable", "Manifeste illisible"},
+	{blob.ErrUnavailable, 503, "storage_unavailable", "Stockage indisponible"},
+}
+
+// fail writes err as a problem document.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var p *Problem
+	if errors.As(err, &p) {
+		writeProblem(w, p)
+		return
+	}
+	for _, e := range errorTable {
+		if errors.Is(err, e.err) {
+			if e.status == 503 {
+				w.Header().Set("Retry-After", "30")
+			}
+			if e.status == 401 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="etatcivil"`)
+			}
+			writeProblem(w, &Problem{Status: e.status, Type: e.typ, Title: e.title, Detail: err.Error()})
+			return
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	s.Logger.Error("erreur interne", "route", r.Pattern, "err", err)
+	// A database outage is the only common cause: say so, and when to retry.
+	w.Header().Set("Retry-After", "30")
+	writeProblem(w, &Problem{Status: 503, Type: "unavailable", Title: "Service momentanément indisponible",
+		Detail: "Le service ne peut pas traiter la demande pour le moment. Réessayez dans quelques instants."})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	tok, ok := cutPrefixFold(h, "Bearer ")
+	return tok, ok && tok != ""
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !equalFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i]|0x20, b[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// failureLimiter counts failed authentications per client address in
+// one-minute windows.
+type failureLimiter struct {
+	mu sync.Mutex
+	m  map[string]*window
+}
+
+type window struct {
+	start time.Time
+	n     int
+}
+
+func (f *failureLimiter) fail(ip string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*window{}
+	}
+	now := time.Now()
+	w := f.m[ip]
+	if w == nil || now.Sub(w.start) > time.Minute {
+		if len(f.m) > 100000 { // bound memory under a spray of addresses
+			clear(f.m)
+		}
+		w = &window{start: now}
+		f.m[ip] = w
+	}
+	w.n++
+}
+
+func (f *failureLimiter) blocked(ip string, max int) bool {
+	if max <= 0 {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := f.m[ip]
+	return w != nil && time.Since(w.start) <= time.Minute && w.n >= max
+}
+
+// statusWriter records the status for the access log and metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = 200
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+// logged writes one access-log line per request: method, route pattern,
+// status, duration. Never the query string, nor any header (tokens,
+// purposes and reasons stay out of logs).
+func (s *Server) logged(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = 200
+		}
+		s.Metrics.Request(sw.status)
+		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "status", sw.status,
+			"ms", time.Since(start).Milliseconds(), "bytes", sw.bytes)
+	})
+}
+
+func queryInt(r *http.Request, name string) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, &Problem{Status: 400, Type: "invalid_parameter", Title: "Paramètre invalide",
+			Detail: fmt.Sprintf("Le paramètre %q doit être un entier positif.", name)}
+	}
+	return n, nil
+}

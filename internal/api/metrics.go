@@ -1,0 +1,45 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// Metrics are the few counters etatcivil exports in the Prometheus text
+// format on the operations listener.
+type Metrics struct {
+	requests       [6]atomic.Int64 // by status class 1xx..5xx (index 1..5)
+	BatchesCreated atomic.Int64
+	FilesReceived  atomic.Int64
+	BytesReceived  atomic.Int64
+	FilesMismatch  atomic.Int64
+}
+
+// NewMetrics returns zeroed metrics.
+func NewMetrics() *Metrics { return &Metrics{} }
+
+// Request counts one response by status class.
+func (m *Metrics) Request(status int) {
+	if c := status / 100; c >= 1 && c <= 5 {
+		m.requests[c].Add(1)
+	}
+}
+
+// WriteTo writes the metrics in the Prometheus text exposition format.
+func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	p := func(format string, args ...any) {
+		k, _ := fmt.Fprintf(w, format, args...)
+		n += int64(k)
+	}
+	p("# HELP etatcivil_http_requests_total HTTP responses by status class.\n# TYPE etatcivil_http_requests_total counter\n")
+	for c := 1; c <= 5; c++ {
+		p("etatcivil_http_requests_total{class=\"%dxx\"} %d\n", c, m.requests[c].Load())
+	}
+	p("# TYPE etatcivil_batches_created_total counter\netatcivil_batches_created_total %d\n", m.BatchesCreated.Load())
+	p("# TYPE etatcivil_files_received_total counter\netatcivil_files_received_total %d\n", m.FilesReceived.Load())
+	p("# TYPE etatcivil_bytes_received_total counter\netatcivil_bytes_received_total %d\n", m.BytesReceived.Load())
+	p("# TYPE etatcivil_files_mismatch_total counter\netatcivil_files_mismatch_total %d\n", m.FilesMismatch.Load())
+	return n, nil
+}

@@ -1,0 +1,185 @@
+// Package blob is etatcivil's only door to S3: the staging bucket that
+// receives uploads and the archive bucket, write-once under object lock.
+// The rest of the code speaks our words; minio-go stays in here.
+package blob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// ErrUnavailable marks a failure of the S3 service itself (network, 5xx,
+// timeout): the caller should wait and retry, never reject the act.
+var ErrUnavailable = errors.New("stockage S3 indisponible")
+
+// ErrShortBody: the stream ended before, or went past, the announced size.
+var ErrShortBody = errors.New("taille reçue différente de la taille annoncée")
+
+// Config names the S3 service and the buckets.
+type Config struct {
+	Endpoint, Region, AccessKey, SecretKey string
+	Secure                                 bool
+	Archive, Staging                       string
+}
+
+// Store holds a client and the two buckets.
+type Store struct {
+	c   *minio.Client
+	cfg Config
+}
+
+// New builds a client. It does not contact the service.
+func New(cfg Config) (*Store, error) {
+	tr, err := minio.DefaultTransport(cfg.Secure)
+	if err != nil {
+		return nil, err
+	}
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:    cfg.Secure,
+		Region:    cfg.Region,
+		Transport: tr,
+		// Trailing checksums let minio-go send SHA-256 checksums with a
+		// streamed body instead of buffering it.
+		TrailingHeaders: true,
+		// Retries are ours (River jobs with backoff), not hidden in here.
+		MaxRetries: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client S3: %w", err)
+	}
+	return &Store{c: c, cfg: cfg}, nil
+}
+
+// Classify wraps err with ErrUnavailable when it is the service's fault.
+func Classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ne net.Error
+	resp := minio.ToErrorResponse(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne),
+		resp.StatusCode >= 500, resp.StatusCode == http.StatusTooManyRequests,
+		resp.Code == "SlowDown", resp.Code == "ServiceUnavailable", resp.Code == "InternalError",
+		strings.Contains(err.Error(), "connection refused"), strings.Contains(err.Error(), "EOF"):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+// hashingReader counts and hashes what passes through it.
+type hashingReader struct {
+	r io.Reader
+	h interface {
+		io.Writer
+		Sum([]byte) []byte
+	}
+	n int64
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += int64(n)
+	h.h.Write(p[:n])
+	return n, err
+}
+
+// PutStaging streams exactly size bytes of r to the staging bucket under
+// key, hashing them on the way. It returns their SHA-256 (hex). A body
+// shorter or longer than size is ErrShortBody and nothing is kept.
+func (s *Store) PutStaging(ctx context.Context, key string, r io.Reader, size int64) (string, error) {
+	hr := &hashingReader{r: io.LimitReader(r, size), h: sha256.New()}
+	_, err := s.c.PutObject(ctx, s.cfg.Staging, key, hr, size, minio.PutObjectOptions{
+		ContentType: "application/pdf",
+		// The body streams with a trailing SHA-256 checksum that the
+		// server verifies, and an unsigned payload: signing the payload
+		// too would need it twice or buffered (and some gateways reject
+		// signed chunks with a trailer).
+		Checksum:             minio.ChecksumSHA256,
+		DisableContentSha256: true,
+	})
+	if err != nil {
+		if hr.n != size {
+			return "", fmt.Errorf("%w (%d octets sur %d)", ErrShortBody, hr.n, size)
+		}
+		return "", Classify(fmt.Errorf("dépôt %s: %w", key, err))
+	}
+	if hr.n != size {
+		_ = s.c.RemoveObject(ctx, s.cfg.Staging, key, minio.RemoveObjectOptions{})
+		return "", fmt.Errorf("%w (%d octets sur %d)", ErrShortBody, hr.n, size)
+	}
+	// One more byte means the body was longer than announced.
+	var one [1]byte
+	if n, _ := r.Read(one[:]); n > 0 {
+		_ = s.c.RemoveObject(ctx, s.cfg.Staging, key, minio.RemoveObjectOptions{})
+		return "", fmt.Errorf("%w (plus de %d octets)", ErrShortBody, size)
+	}
+	return hex.EncodeToString(hr.h.Sum(nil)), nil
+}
+
+// GetStaging opens a staged object for reading, with its size.
+func (s *Store) GetStaging(ctx context.Context, key string) (*minio.Object, int64, error) {
+	obj, err := s.c.GetObject(ctx, s.cfg.Staging, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, 0, Classify(err)
+	}
+	st, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		return nil, 0, Classify(fmt.Errorf("lecture %s: %w", key, err))
+	}
+	return obj, st.Size, nil
+}
+
+// RemoveStaging deletes a staged object.
+func (s *Store) RemoveStaging(ctx context.Context, key string) error {
+	return Classify(s.c.RemoveObject(ctx, s.cfg.Staging, key, minio.RemoveObjectOptions{}))
+}
+
+// Ping checks the service answers and both buckets exist.
+func (s *Store) Ping(ctx context.Context) error {
+	for _, b := range []string{s.cfg.Archive, s.cfg.Staging} {
+		ok, err := s.c.BucketExists(ctx, b)
+		if err != nil {
+			return Classify(err)
+		}
+		if !ok {
+			return fmt.Errorf("seau %q absent", b)
+		}
+	}
+	return nil
+}
+
+// EnsureBuckets creates the archive bucket with object lock (and so
+// versioning) and the staging bucket without, when they are missing.
+func (s *Store) EnsureBuckets(ctx context.Context) error {
+	for _, b := range []struct {
+		name string
+		lock bool
+	}{{s.cfg.Archive, true}, {s.cfg.Staging, false}} {
+		ok, err := s.c.BucketExists(ctx, b.name)
+		if err != nil {
+			return Classify(err)
+		}
+		if ok {
+			continue
+		}
+		if err := s.c.MakeBucket(ctx, b.name, minio.MakeBucketOptions{Region: s.cfg.Region, ObjectLocking: b.lock}); err != nil {
+			return fmt.Errorf("création du seau %q: %w", b.name, err)
+		}
+	}
+	return nil
+}

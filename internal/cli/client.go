@@ -1,0 +1,378 @@
+package cli
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/upload"
+)
+
+func newClient(env *Env) (*client.Client, error) {
+	base, tok := env.Getenv("ETATCIVIL_SERVER"), env.Getenv("ETATCIVIL_TOKEN")
+	if base == "" || tok == "" {
+		return nil, errors.New("ETATCIVIL_SERVER et ETATCIVIL_TOKEN doivent être définis (« . .local/env » avec la pile locale)")
+	}
+	return client.New(base, tok), nil
+}
+
+// barProgress draws a progress bar of bytes, with the count of files, on
+// a terminal.
+type barProgress struct {
+	bar   *progressbar.ProgressBar
+	files int
+	done  atomic.Int64
+}
+
+func (b *barProgress) Start(total int64, files int) {
+	b.files = files
+	b.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetDescription(fmt.Sprintf("actes 0/%d", files)),
+		progressbar.OptionShowCount(),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+func (b *barProgress) Bytes(n int64) { _ = b.bar.Add64(n) }
+
+func (b *barProgress) FileDone(string, error) {
+	n := b.done.Add(1)
+	b.bar.Describe(fmt.Sprintf("actes %d/%d", n, b.files))
+}
+
+func (b *barProgress) Finish() { _ = b.bar.Finish() }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func cmdUpload(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "upload", "[--check] [--wait] [--timeout D] [--json] DOSSIER", `
+Envoie un lot : DOSSIER contient manifest.json (ou manifest.csv) et les PDF
+qu'il nomme. Seuls les fichiers que le serveur n'a pas encore sont envoyés,
+en parallèle ; relancer la commande reprend où elle s'était arrêtée et ne
+duplique rien. Une entrée invalide n'arrête jamais l'envoi : le serveur
+donne à chaque entrée son état et son motif.
+  --check  contrôle tout localement (manifeste, fichiers, PDF) sans rien
+           écrire sur le serveur ; sortie 1 si une entrée serait refusée.
+  --wait   attend que chaque entrée soit dans un état final.`)
+	check := fs.Bool("check", false, "contrôler localement sans rien envoyer")
+	wait := fs.Bool("wait", false, "attendre l'état final de chaque entrée")
+	timeout := fs.Duration("timeout", 30*time.Minute, "durée maximale d'attente avec --wait")
+	asJSON := fs.Bool("json", false, "imprimer le lot en JSON sur la sortie standard")
+	parallel := fs.Int("parallel", 4, "envois simultanés")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("un dossier attendu")
+	}
+	if *check {
+		return localCheck(ctx, env, pos[0], *asJSON)
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	opt := upload.Options{Parallel: *parallel, Log: func(f string, a ...any) { fmt.Fprintf(env.Stderr, f, a...) }}
+	if isTerminal(env.Stderr) {
+		opt.Progress = &barProgress{}
+	}
+	b, err := upload.Run(ctx, c, pos[0], opt)
+	if errors.Is(err, upload.ErrRefused) {
+		return exitError{ExitRefused, err}
+	}
+	if err != nil {
+		return err
+	}
+	var raw []byte
+	if *wait {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		var werr error
+		b, raw, werr = c.WaitBatch(wctx, b.ID, nil)
+		if werr != nil && wctx.Err() != nil && ctx.Err() == nil {
+			// Timed out: print what we have, exit 4.
+			if raw == nil {
+				b, raw, _ = c.Batch(ctx, b.ID)
+			}
+			printBatch(env, b, raw, *asJSON)
+			return exitError{ExitTimedOut, fmt.Errorf("attente expirée après %s : %d entrée(s) encore en cours", *timeout, b.Counts.Pending)}
+		}
+		if werr != nil {
+			return werr
+		}
+	} else {
+		b, raw, err = c.Batch(ctx, b.ID)
+		if err != nil {
+			return err
+		}
+	}
+	printBatch(env, b, raw, *asJSON)
+	return nil
+}
+
+func printBatch(env *Env, b store.BatchView, raw []byte, asJSON bool) {
+	if asJSON {
+		env.Stdout.Write(raw)
+		if len(raw) > 0 && raw[len(raw)-1] != '\n' {
+			fmt.Fprintln(env.Stdout)
+		}
+		return
+	}
+	fmt.Fprintf(env.Stdout, "lot %s (%s) : %s — %d entrées, %d en cours, %d validées, %d archivées, %d refusées\n",
+		b.ID, b.Hub, b.State, b.Counts.Total, b.Counts.Pending, b.Counts.Validated, b.Counts.Archived, b.Counts.Rejected)
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FICHIER\tCOMMUNE\tREGISTRE\tANNÉE\tN°\tV\tÉTAT\tMOTIF")
+	for _, e := range b.Acts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.File, deref(e.Commune), deref(e.Kind), derefInt(e.Year),
+			derefInt(e.Number), derefInt(e.Version), e.State, deref(e.Reason))
+	}
+	tw.Flush()
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "-"
+	}
+	return *s
+}
+
+func derefInt(i *int) string {
+	if i == nil {
+		return "-"
+	}
+	return strconv.Itoa(*i)
+}
+
+func cmdBatchShow(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "batch show", "ID [--json] [--rejected --csv]", `
+Affiche un lot et l'état de chaque entrée. --rejected --csv liste les
+entrées refusées avec leur message en français, pour l'équipe d'indexation.`)
+	asJSON := fs.Bool("json", false, "sortie JSON de l'API")
+	rejected := fs.Bool("rejected", false, "seulement les entrées refusées")
+	asCSV := fs.Bool("csv", false, "sortie CSV (avec --rejected)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("un identifiant de lot attendu")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	b, raw, err := c.Batch(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if *rejected {
+		var keep []store.BatchEntry
+		for _, e := range b.Acts {
+			if e.State == "rejected" {
+				keep = append(keep, e)
+			}
+		}
+		b.Acts = keep
+		if *asJSON {
+			raw, _ = json.Marshal(b)
+		}
+	}
+	if *asCSV {
+		w := csv.NewWriter(env.Stdout)
+		_ = w.Write([]string{"file", "commune", "kind", "year", "number", "state", "reason", "message"})
+		for _, e := range b.Acts {
+			_ = w.Write([]string{e.File, deref(e.Commune), deref(e.Kind), derefInt(e.Year), derefInt(e.Number), e.State, deref(e.Reason), deref(e.Message)})
+		}
+		w.Flush()
+		return w.Error()
+	}
+	printBatch(env, b, raw, *asJSON)
+	return nil
+}
+
+func cmdActsList(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "acts list", "[--commune INSEE] [--year A] [--kind K] [--state S] [--json]", `Liste les actes visibles avec ce jeton (toutes les pages).`)
+	commune := fs.String("commune", "", "code INSEE")
+	year := fs.Int("year", 0, "année du registre")
+	kind := fs.String("kind", "", "naissance, mariage, deces ou reconnaissance")
+	state := fs.String("state", "", "état (validated, rejected, stalled…)")
+	q := fs.String("q", "", "numéro d'acte ou début de nom")
+	asJSON := fs.Bool("json", false, "sortie JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	v := url.Values{}
+	for k, val := range map[string]string{"commune": *commune, "kind": *kind, "state": *state, "q": *q} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if *year != 0 {
+		v.Set("year", strconv.Itoa(*year))
+	}
+	v.Set("limit", "1000")
+	var all []store.ActSummary
+	total := 0
+	for {
+		raw, err := c.Get(ctx, "/api/v1/acts?"+v.Encode(), nil)
+		if err != nil {
+			return err
+		}
+		var page struct {
+			Acts  []store.ActSummary `json:"acts"`
+			Next  *string            `json:"next"`
+			Total int                `json:"total"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return err
+		}
+		all, total = append(all, page.Acts...), page.Total
+		if page.Next == nil {
+			break
+		}
+		v.Set("cursor", *page.Next)
+	}
+	if *asJSON {
+		if all == nil {
+			all = []store.ActSummary{}
+		}
+		return json.NewEncoder(env.Stdout).Encode(map[string]any{"acts": all, "next": nil, "total": total})
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tCOMMUNE\tREGISTRE\tANNÉE\tN°\tVERSION\tÉTAT\tMOTIF")
+	for _, a := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", a.ID, a.Commune, a.Kind, a.Year, a.Number, derefInt(a.Version), a.State, deref(a.Reason))
+	}
+	tw.Flush()
+	fmt.Fprintf(env.Stderr, "%d acte(s)\n", total)
+	return nil
+}
+
+func cmdActShow(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "act show", "ID [--json] [--persons --purpose P [--reason TEXTE]]", `
+Affiche un acte, ses versions et son historique. --persons ajoute les
+personnes de l'acte : cette lecture de données personnelles exige une
+finalité (--purpose : delivrance_copie, mise_a_jour, controle, contentieux,
+archivage, autre) et est journalisée.`)
+	asJSON := fs.Bool("json", false, "sortie JSON")
+	persons := fs.Bool("persons", false, "inclure les personnes (lecture journalisée)")
+	purpose := fs.String("purpose", "", "finalité de la lecture")
+	reason := fs.String("reason", "", "motif libre de la lecture")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("un identifiant d'acte attendu")
+	}
+	if *persons && *purpose == "" {
+		return usagef("--persons exige --purpose")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	path := "/api/v1/acts/" + url.PathEscape(pos[0])
+	h := http.Header{}
+	if *persons {
+		path += "?persons=1"
+		h.Set("Etatcivil-Purpose", *purpose)
+		if *reason != "" {
+			h.Set("Etatcivil-Reason", *reason)
+		}
+	}
+	raw, err := c.Get(ctx, path, h)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := env.Stdout.Write(raw)
+		return err
+	}
+	var a store.ActView
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "acte %s : %s %s %d n° %d — %s", a.ID, a.Kind, a.Commune, a.Year, a.Number, a.State)
+	if a.Reason != nil {
+		fmt.Fprintf(env.Stdout, " (%s)", *a.Reason)
+	}
+	fmt.Fprintln(env.Stdout)
+	if a.Message != nil {
+		fmt.Fprintln(env.Stdout, "  "+*a.Message)
+	}
+	if a.Waiting != nil {
+		fmt.Fprintln(env.Stdout, "  en attente :", *a.Waiting)
+	}
+	for _, v := range a.Versions {
+		fmt.Fprintf(env.Stdout, "  v%d %s sha256 %s (lot %s, %s)\n", v.Version, v.State, v.SHA256, v.BatchID, v.File)
+	}
+	for _, h := range a.History {
+		fmt.Fprintf(env.Stdout, "  %s v%d → %s\n", h.At.Local().Format("2006-01-02 15:04:05"), h.Version, h.State)
+	}
+	if len(a.Persons) > 0 {
+		fmt.Fprintf(env.Stdout, "  personnes : %s\n", a.Persons)
+	}
+	return nil
+}
+
+func cmdActsRetry(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "acts retry", "[--state stalled] [ID...]", `
+Relance les actes bloqués (« stalled » : l'infrastructure a échoué jusqu'à
+épuiser le budget de tentatives) : tous ceux du périmètre du jeton, ou
+seulement les ID donnés (identifiants d'acte ou d'entrée).`)
+	state := fs.String("state", "stalled", "état à relancer (seul stalled est relançable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if *state != "stalled" {
+		return usagef("seul l'état stalled se relance ; un acte refusé se corrige par un nouvel envoi")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	if pos == nil {
+		pos = []string{}
+	}
+	raw, err := c.Post(ctx, "/api/v1/acts/retry", map[string]any{"ids": pos})
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Retried []string `json:"retried"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%d entrée(s) relancée(s)\n", len(out.Retried))
+	return nil
+}

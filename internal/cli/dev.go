@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// cmdDev holds the small tools the Makefile's local stack uses, so that it
+// needs nothing but this binary and a shell: free ports, waiting for a
+// URL, and checking a demo batch against its expected outcome.
+func cmdDev(ctx context.Context, env *Env, args []string) error {
+	if len(args) == 0 {
+		return usagef("dev ports N | dev wait URL [DURÉE] | dev expect DOSSIER LOT.json")
+	}
+	switch args[0] {
+	case "ports":
+		n := 1
+		if len(args) > 1 {
+			n, _ = strconv.Atoi(args[1])
+		}
+		// Hold every listener until all are chosen, so the ports differ.
+		var lns []net.Listener
+		defer func() {
+			for _, l := range lns {
+				l.Close()
+			}
+		}()
+		for range n {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			lns = append(lns, l)
+			fmt.Fprintln(env.Stdout, l.Addr().(*net.TCPAddr).Port)
+		}
+		return nil
+	case "wait":
+		if len(args) < 2 {
+			return usagef("dev wait URL [DURÉE]")
+		}
+		d := 60 * time.Second
+		if len(args) > 2 {
+			var err error
+			if d, err = time.ParseDuration(args[2]); err != nil {
+				return usagef("durée %q", args[2])
+			}
+		}
+		deadline := time.Now().Add(d)
+		for {
+			resp, err := http.Get(args[1])
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode < 500 {
+					return nil
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s ne répond pas après %s", args[1], d)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	case "expect":
+		if len(args) != 3 {
+			return usagef("dev expect DOSSIER LOT.json")
+		}
+		return expect(env, args[1], args[2])
+	}
+	return usagef("sous-commande dev inconnue %q", args[0])
+}
+
+// expect prints a summary table of a batch against DIR/expected.json and
+// fails unless every entry reached its expected state and reason.
+func expect(env *Env, dir, batchFile string) error {
+	var want []struct {
+		File   string  `json:"file"`
+		State  string  `json:"state"`
+		Reason *string `json:"reason"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &want); err != nil {
+		return fmt.Errorf("expected.json: %w", err)
+	}
+	var b store.BatchView
+	data, err = os.ReadFile(batchFile)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return fmt.Errorf("%s: %w", batchFile, err)
+	}
+	if len(b.Acts) != len(want) {
+		return fmt.Errorf("%d entrées dans le lot, %d attendues", len(b.Acts), len(want))
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FICHIER\tÉTAT\tMOTIF\tATTENDU\tOK\tMESSAGE")
+	bad := 0
+	for i, e := range b.Acts {
+		w := want[i]
+		ok := e.File == w.File && e.State == w.State && deref(e.Reason) == deref(w.Reason)
+		mark := "oui"
+		if !ok {
+			mark, bad = "NON", bad+1
+		}
+		exp := w.State
+		if w.Reason != nil {
+			exp += " " + *w.Reason
+		}
+		msg := deref(e.Message)
+		if len([]rune(msg)) > 70 {
+			msg = string([]rune(msg)[:70]) + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.File, e.State, deref(e.Reason), exp, mark, msg)
+	}
+	tw.Flush()
+	if bad > 0 {
+		return fmt.Errorf("%d entrée(s) hors de l'état attendu", bad)
+	}
+	fmt.Fprintf(env.Stdout, "toutes les %d entrées sont dans l'état attendu\n", len(want))
+	return nil
+}

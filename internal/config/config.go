@@ -1,0 +1,270 @@
+// Package config loads etatcivil's configuration once, from ETATCIVIL_*
+// environment variables, with local defaults and *_FILE variants for
+// secrets. It fails fast on bad values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the effective configuration of every etatcivil command.
+type Config struct {
+	DatabaseURL string // ETATCIVIL_DATABASE_URL
+
+	Addr    string // ETATCIVIL_ADDR, the API and pages
+	OpsAddr string // ETATCIVIL_OPS_ADDR, /metrics /healthz /readyz
+
+	S3Endpoint      string // host:port, or a URL (http:// means no TLS)
+	S3Region        string
+	S3Bucket        string // archive bucket, object lock on
+	S3StagingBucket string // staging bucket, no object lock
+	S3AccessKey     string
+	S3SecretKey     string // secret
+	S3Secure        bool
+
+	TokenPepper string // secret: HMAC key for token hashes
+
+	Retention             Duration // ETATCIVIL_RETENTION, default 120y
+	RejectedRetentionDays int      // ETATCIVIL_REJECTED_RETENTION_DAYS
+	MaxFileSize           int64    // ETATCIVIL_MAX_FILE_SIZE, bytes
+	MaxManifestSize       int64    // ETATCIVIL_MAX_MANIFEST_SIZE, bytes
+	MaxPages              int      // ETATCIVIL_MAX_PAGES
+	PDFCheckMemory        int64    // ETATCIVIL_PDFCHECK_MEMORY, bytes, for the child checker
+	PDFCheckTimeout       time.Duration
+	Workers               int           // ETATCIVIL_WORKERS, concurrent jobs per process
+	InfraRetryBudget      int           // ETATCIVIL_INFRA_RETRY_BUDGET: infrastructure failures before "stalled"
+	InfraBackoffMax       time.Duration // ETATCIVIL_INFRA_BACKOFF_MAX
+	ShutdownTimeout       time.Duration
+	AuthFailuresPerMinute int
+}
+
+// Duration is a time.Duration that also accepts years ("120y") and days
+// ("30d"), which AddTo counts on the calendar (leap days included).
+type Duration struct {
+	Years, Days int
+	D           time.Duration
+	Text        string
+}
+
+// ParseDuration parses "120y", "1d", "36h", "1y6d" or any time.ParseDuration text.
+func ParseDuration(s string) (Duration, error) {
+	d := Duration{Text: s}
+	rest := strings.TrimSpace(s)
+	if rest == "" {
+		return d, errors.New("durée vide")
+	}
+	for rest != "" {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if i == 0 || i == len(rest) {
+			break
+		}
+		n, _ := strconv.Atoi(rest[:i])
+		switch rest[i] {
+		case 'y':
+			d.Years += n
+		case 'd':
+			d.Days += n
+		default:
+			goto std
+		}
+		rest = rest[i+1:]
+	}
+std:
+	if rest != "" {
+		td, err := time.ParseDuration(rest)
+		if err != nil {
+			return d, fmt.Errorf("durée %q invalide: %w", s, err)
+		}
+		d.D = td
+	}
+	if d.Years < 0 || d.Days < 0 || d.D < 0 || (d.Years == 0 && d.Days == 0 && d.D == 0) {
+		return d, fmt.Errorf("durée %q invalide: doit être positive", s)
+	}
+	return d, nil
+}
+
+// AddTo returns t plus the duration, counting years and days on the calendar.
+func (d Duration) AddTo(t time.Time) time.Time {
+	return t.AddDate(d.Years, 0, d.Days).Add(d.D)
+}
+
+// String returns the text the duration was parsed from.
+func (d Duration) String() string { return d.Text }
+
+// Load reads the configuration from the environment.
+func Load() (*Config, error) { return load(os.Getenv) }
+
+func load(getenv func(string) string) (*Config, error) {
+	var errs []error
+	str := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	secret := func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		if f := getenv(name + "_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return ""
+			}
+			return strings.TrimSpace(string(b))
+		}
+		return ""
+	}
+	integer := func(name string, def int64) int64 {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: entier positif attendu", name, v))
+			return def
+		}
+		return n
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: durée positive attendue (ex. 30s)", name, v))
+			return def
+		}
+		return d
+	}
+	c := &Config{
+		DatabaseURL:           str("ETATCIVIL_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/etatcivil?sslmode=disable"),
+		Addr:                  str("ETATCIVIL_ADDR", "127.0.0.1:8080"),
+		OpsAddr:               str("ETATCIVIL_OPS_ADDR", "127.0.0.1:9090"),
+		S3Endpoint:            str("ETATCIVIL_S3_ENDPOINT", "http://127.0.0.1:7070"),
+		S3Region:              str("ETATCIVIL_S3_REGION", "us-east-1"),
+		S3Bucket:              str("ETATCIVIL_S3_BUCKET", "etatcivil-archive"),
+		S3StagingBucket:       str("ETATCIVIL_S3_STAGING_BUCKET", "etatcivil-staging"),
+		S3AccessKey:           str("ETATCIVIL_S3_ACCESS_KEY", ""),
+		S3SecretKey:           secret("ETATCIVIL_S3_SECRET_KEY"),
+		TokenPepper:           secret("ETATCIVIL_TOKEN_PEPPER"),
+		RejectedRetentionDays: int(integer("ETATCIVIL_REJECTED_RETENTION_DAYS", 30)),
+		MaxFileSize:           integer("ETATCIVIL_MAX_FILE_SIZE", 50<<20),
+		MaxManifestSize:       integer("ETATCIVIL_MAX_MANIFEST_SIZE", 64<<20),
+		MaxPages:              int(integer("ETATCIVIL_MAX_PAGES", 20)),
+		PDFCheckMemory:        integer("ETATCIVIL_PDFCHECK_MEMORY", 512<<20),
+		PDFCheckTimeout:       dur("ETATCIVIL_PDFCHECK_TIMEOUT", 60*time.Second),
+		Workers:               int(integer("ETATCIVIL_WORKERS", 4)),
+		InfraRetryBudget:      int(integer("ETATCIVIL_INFRA_RETRY_BUDGET", 40)),
+		InfraBackoffMax:       dur("ETATCIVIL_INFRA_BACKOFF_MAX", 5*time.Minute),
+		ShutdownTimeout:       dur("ETATCIVIL_SHUTDOWN_TIMEOUT", 30*time.Second),
+		AuthFailuresPerMinute: int(integer("ETATCIVIL_AUTH_FAILURES_PER_MINUTE", 30)),
+	}
+	ret, err := ParseDuration(str("ETATCIVIL_RETENTION", "120y"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("ETATCIVIL_RETENTION: %w", err))
+	}
+	c.Retention = ret
+	// The endpoint may be a URL; minio-go wants host:port and a TLS flag.
+	ep := c.S3Endpoint
+	switch {
+	case strings.HasPrefix(ep, "https://"):
+		c.S3Secure, ep = true, strings.TrimPrefix(ep, "https://")
+	case strings.HasPrefix(ep, "http://"):
+		ep = strings.TrimPrefix(ep, "http://")
+	default:
+		c.S3Secure = true
+	}
+	c.S3Endpoint = strings.TrimSuffix(ep, "/")
+	if v := getenv("ETATCIVIL_S3_INSECURE"); v == "1" || v == "true" {
+		c.S3Secure = false
+	}
+	return c, errors.Join(errs...)
+}
+
+// RequireServer checks what server-side commands need beyond defaults.
+func (c *Config) RequireServer() error {
+	var errs []error
+	if len(c.TokenPepper) < 16 {
+		errs = append(errs, errors.New("ETATCIVIL_TOKEN_PEPPER (ou ETATCIVIL_TOKEN_PEPPER_FILE) doit contenir au moins 16 caractères"))
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the configuration as sorted "NAME=value" lines with
+// every secret replaced by "(masqué)".
+func (c *Config) Redacted() []string {
+	mask := func(s string) string {
+		if s == "" {
+			return "(vide)"
+		}
+		return "(masqué)"
+	}
+	scheme := "https://"
+	if !c.S3Secure {
+		scheme = "http://"
+	}
+	m := map[string]string{
+		"ETATCIVIL_DATABASE_URL":             redactURL(c.DatabaseURL),
+		"ETATCIVIL_ADDR":                     c.Addr,
+		"ETATCIVIL_OPS_ADDR":                 c.OpsAddr,
+		"ETATCIVIL_S3_ENDPOINT":              scheme + c.S3Endpoint,
+		"ETATCIVIL_S3_REGION":                c.S3Region,
+		"ETATCIVIL_S3_BUCKET":                c.S3Bucket,
+		"ETATCIVIL_S3_STAGING_BUCKET":        c.S3StagingBucket,
+		"ETATCIVIL_S3_ACCESS_KEY":            c.S3AccessKey,
+		"ETATCIVIL_S3_SECRET_KEY":            mask(c.S3SecretKey),
+		"ETATCIVIL_TOKEN_PEPPER":             mask(c.TokenPepper),
+		"ETATCIVIL_RETENTION":                c.Retention.String(),
+		"ETATCIVIL_REJECTED_RETENTION_DAYS":  strconv.Itoa(c.RejectedRetentionDays),
+		"ETATCIVIL_MAX_FILE_SIZE":            strconv.FormatInt(c.MaxFileSize, 10),
+		"ETATCIVIL_MAX_MANIFEST_SIZE":        strconv.FormatInt(c.MaxManifestSize, 10),
+		"ETATCIVIL_MAX_PAGES":                strconv.Itoa(c.MaxPages),
+		"ETATCIVIL_PDFCHECK_MEMORY":          strconv.FormatInt(c.PDFCheckMemory, 10),
+		"ETATCIVIL_PDFCHECK_TIMEOUT":         c.PDFCheckTimeout.String(),
+		"ETATCIVIL_WORKERS":                  strconv.Itoa(c.Workers),
+		"ETATCIVIL_INFRA_RETRY_BUDGET":       strconv.Itoa(c.InfraRetryBudget),
+		"ETATCIVIL_INFRA_BACKOFF_MAX":        c.InfraBackoffMax.String(),
+		"ETATCIVIL_SHUTDOWN_TIMEOUT":         c.ShutdownTimeout.String(),
+		"ETATCIVIL_AUTH_FAILURES_PER_MINUTE": strconv.Itoa(c.AuthFailuresPerMinute),
+	}
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// redactURL hides the password of a libpq URL or key=value string.
+func redactURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				return u[:i+3] + rest[:colon] + ":(masqué)" + rest[at:]
+			}
+		}
+		return u
+	}
+	var parts []string
+	for _, f := range strings.Fields(u) {
+		if strings.HasPrefix(f, "password=") {
+			f = "password=(masqué)"
+		}
+		parts = append(parts, f)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,171 @@
+// Package ingest holds the pipeline's River jobs: one args type and one
+// worker per step, registered in one place (NewClient). Job args carry ids
+// only; everything else is read from the store when the job runs.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/model"
+	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// Deps is what the workers use.
+type Deps struct {
+	Store  *store.Store
+	Blob   *blob.Store
+	Logger *slog.Logger
+	// PDFCheckExe is the binary run as "EXE pdfcheck" to check a PDF in a
+	// child process (os.Executable() in production).
+	PDFCheckExe string
+	Limits      pdfcheck.Limits
+	Isolate     pdfcheck.IsolateOptions
+	RetryBudget int           // infrastructure failures before "stalled"
+	BackoffMax  time.Duration // cap of the snooze between them
+	Workers     int           // jobs run at once by this process; 0: insert only
+}
+
+// Client is the River client and the way the rest of etatcivil enqueues.
+type Client struct {
+	River *river.Client[pgx.Tx]
+}
+
+// NewClient builds the River client with every worker registered. With
+// deps.Workers == 0 it only inserts jobs (serve --workers=false).
+func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &ValidateWorker{deps: deps})
+	cfg := &river.Config{
+		Workers: workers,
+		Logger:  deps.Logger,
+		// A job stuck past its own timeout is rescued and retried.
+		RescueStuckJobsAfter: 10 * time.Minute,
+	}
+	if deps.Workers > 0 {
+		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: deps.Workers}}
+	}
+	c, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client River: %w", err)
+	}
+	return &Client{River: c}, nil
+}
+
+// EnqueueValidate enqueues the validation of an entry in tx.
+func (c *Client) EnqueueValidate(ctx context.Context, tx pgx.Tx, entryID string) error {
+	_, err := c.River.InsertTx(ctx, tx, ValidateArgs{EntryID: entryID}, nil)
+	return err
+}
+
+// EnqueueFor enqueues the job that resumes an entry in state (for acts retry).
+func (c *Client) EnqueueFor(ctx context.Context, tx pgx.Tx, entryID string, state model.State) error {
+	switch state {
+	case model.StateReceived:
+		return c.EnqueueValidate(ctx, tx, entryID)
+	}
+	return fmt.Errorf("aucune étape à relancer depuis l'état %s", state)
+}
+
+// ValidateArgs asks for the validation of one received entry.
+type ValidateArgs struct {
+	EntryID string `json:"entry_id"`
+}
+
+// Kind implements river.JobArgs.
+func (ValidateArgs) Kind() string { return "validate" }
+
+// InsertOpts: uniqueness by entry, so a duplicate enqueue is a no-op.
+func (ValidateArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{MaxAttempts: 10, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// ValidateWorker checks a received file: our own scanner, pdfcpu and the
+// policy, in a child process with memory and time limits.
+type ValidateWorker struct {
+	river.WorkerDefaults[ValidateArgs]
+	deps *Deps
+}
+
+// Timeout bounds one validation: the child's own timeout plus the time
+// to stream the file from S3.
+func (w *ValidateWorker) Timeout(*river.Job[ValidateArgs]) time.Duration {
+	return w.deps.Isolate.Timeout + 2*time.Minute
+}
+
+// Work implements river.Worker.
+func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs]) error {
+	d := w.deps
+	wk, err := d.Store.Work(ctx, job.Args.EntryID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err // database trouble: River retries with backoff
+	}
+	if wk.State != model.StateReceived {
+		return nil // done already, or re-driven elsewhere
+	}
+	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
+	if err != nil {
+		return w.wait(ctx, wk, "s3_unavailable", err)
+	}
+	defer obj.Close()
+	if size != wk.Size {
+		return w.wait(ctx, wk, "s3_unavailable", fmt.Errorf("objet de dépôt de %d octets, %d attendus", size, wk.Size))
+	}
+	res, err := pdfcheck.RunIsolated(ctx, d.PDFCheckExe, obj, size, d.Limits, d.Isolate)
+	var rej *model.Rejection
+	switch {
+	case errors.As(err, &rej):
+		if _, err := d.Store.MarkRejected(ctx, wk, model.StateReceived, rej); err != nil {
+			return err
+		}
+		return river.JobCancel(rej)
+	case ctx.Err() != nil:
+		return ctx.Err() // shutdown or timeout: River retries the job
+	case err != nil:
+		// The child could not be fed (S3 stream broke) or not started.
+		return w.wait(ctx, wk, "s3_unavailable", err)
+	}
+	_, err = d.Store.MarkValidated(ctx, wk, store.Validation{Pages: res.Pages, Version: res.Version, PDFA: res.PDFA}, nil)
+	return err
+}
+
+// wait records an infrastructure failure and snoozes the job with capped
+// exponential backoff; past the budget the entry is stalled and the job
+// ends (acts retry re-drives it).
+func (w *ValidateWorker) wait(ctx context.Context, wk store.Work, cause string, cerr error) error {
+	d := w.deps
+	n, stalled, err := d.Store.MarkWaiting(ctx, wk, model.StateReceived, cause, d.RetryBudget)
+	if err != nil {
+		return fmt.Errorf("%w (et enregistrement de l'attente: %w)", cerr, err)
+	}
+	d.Logger.Warn("étape en attente", "entry", wk.EntryID, "cause", cause, "failures", n, "stalled", stalled, "err", cerr)
+	if stalled {
+		return river.JobCancel(fmt.Errorf("bloqué après %d échecs: %w", n, cerr))
+	}
+	return river.JobSnooze(Backoff(n, d.BackoffMax))
+}
+
+// Backoff is 2^n seconds, capped at max.
+func Backoff(n int, max time.Duration) time.Duration {
+	if n > 30 {
+		return max
+	}
+	d := time.Duration(1<<n) * time.Second
+	if d > max {
+		return max
+	}
+	return d
+}

@@ -1,0 +1,205 @@
+// Package server wires etatcivil's long-running processes: "serve" (API,
+// pages and, by default, workers) and "worker" (workers only), with the
+// operations listener and a graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/api"
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/cog"
+	"github.com/etatcivil/etatcivil/internal/config"
+	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// Options choose what a process runs.
+type Options struct {
+	API     bool // serve the HTTP API
+	Workers bool // run River workers
+	// Ready, if set, is called with the API's base URL once it listens.
+	Ready func(apiURL, opsURL string)
+}
+
+// BlobConfig turns the configuration into the blob package's.
+func BlobConfig(c *config.Config) blob.Config {
+	return blob.Config{Endpoint: c.S3Endpoint, Region: c.S3Region, AccessKey: c.S3AccessKey, SecretKey: c.S3SecretKey,
+		Secure: c.S3Secure, Archive: c.S3Bucket, Staging: c.S3StagingBucket}
+}
+
+// Deps builds the workers' dependencies from the configuration.
+func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger, workers bool) (*ingest.Deps, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("chemin de l'exécutable: %w", err)
+	}
+	lim := pdfcheck.DefaultLimits()
+	lim.MaxFileSize = c.MaxFileSize
+	lim.MaxPages = c.MaxPages
+	n := 0
+	if workers {
+		n = c.Workers
+	}
+	return &ingest.Deps{
+		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
+		Isolate:     pdfcheck.IsolateOptions{MemoryLimit: c.PDFCheckMemory, Timeout: c.PDFCheckTimeout},
+		RetryBudget: c.InfraRetryBudget, BackoffMax: c.InfraBackoffMax, Workers: n,
+	}, nil
+}
+
+// LoadCommunes reads the COG snapshot imported in the database.
+func LoadCommunes(ctx context.Context, st *store.Store) (*cog.Snapshot, error) {
+	date, rows, err := st.Communes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lecture du COG: %w", err)
+	}
+	if date == "" {
+		return nil, errors.New("aucun COG importé: lancez « etatcivil cog import internal/cog/data/cog.csv.gz » (make up le fait)")
+	}
+	return cog.NewSnapshot(date, rows), nil
+}
+
+// Run runs until ctx is cancelled (SIGTERM), then stops accepting work,
+// lets running jobs finish within the shutdown timeout, and returns.
+func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options) error {
+	st, err := store.Open(ctx, c.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.CheckSchema(ctx); err != nil {
+		return err
+	}
+	bl, err := blob.New(BlobConfig(c))
+	if err != nil {
+		return err
+	}
+	if opt.API {
+		// serve refuses a bucket that fails the check (INTERFACE.md).
+		res, err := bl.Check(ctx, 24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("s3 check: %w", err)
+		}
+		for _, r := range res {
+			if !r.OK {
+				return fmt.Errorf("le seau d'archive échoue au contrôle %s: %s (voir « etatcivil s3 check »)", r.Name, r.Detail)
+			}
+		}
+	}
+	deps, err := Deps(c, st, bl, logger, opt.Workers)
+	if err != nil {
+		return err
+	}
+	jobs, err := ingest.NewClient(st.Pool, deps)
+	if err != nil {
+		return err
+	}
+	if opt.Workers {
+		if err := jobs.River.Start(ctx); err != nil {
+			return fmt.Errorf("démarrage des workers: %w", err)
+		}
+	}
+	metrics := api.NewMetrics()
+	ops := &http.Server{Addr: c.OpsAddr, Handler: opsHandler(st, bl, metrics), ReadHeaderTimeout: 5 * time.Second}
+	opsLn, err := net.Listen("tcp", c.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("écoute %s: %w", c.OpsAddr, err)
+	}
+	go func() { _ = ops.Serve(opsLn) }()
+
+	var apiSrv *http.Server
+	apiURL := ""
+	if opt.API {
+		pepper, err := auth.NewHasher(c.TokenPepper)
+		if err != nil {
+			return err
+		}
+		communes, err := LoadCommunes(ctx, st)
+		if err != nil {
+			return err
+		}
+		a := &api.Server{
+			Store: st, Blob: bl, Jobs: jobs, Communes: communes, Logger: logger, Metrics: metrics,
+			Auth: &auth.Authenticator{Store: st, Hasher: pepper},
+			Limits: api.Limits{MaxFileSize: c.MaxFileSize, MaxManifestSize: c.MaxManifestSize,
+				AuthFailuresPerMinute: c.AuthFailuresPerMinute},
+		}
+		apiSrv = &http.Server{
+			Addr: c.Addr, Handler: a.Handler(),
+			// Slow clients cannot hold connections: headers within 10 s,
+			// a body may take long (large scans on slow links) but must
+			// keep flowing, idle connections close.
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Minute,
+			WriteTimeout:      30 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+		}
+		ln, err := net.Listen("tcp", c.Addr)
+		if err != nil {
+			return fmt.Errorf("écoute %s: %w", c.Addr, err)
+		}
+		apiURL = "http://" + ln.Addr().String()
+		go func() {
+			if err := apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("serveur API", "err", err)
+			}
+		}()
+	}
+	logger.Info("etatcivil prêt", "api", apiURL, "ops", "http://"+opsLn.Addr().String(), "workers", opt.Workers)
+	if opt.Ready != nil {
+		opt.Ready(apiURL, "http://"+opsLn.Addr().String())
+	}
+	<-ctx.Done()
+	logger.Info("arrêt demandé: plus de nouveau travail, fin des tâches en cours")
+	sctx, cancel := context.WithTimeout(context.Background(), c.ShutdownTimeout)
+	defer cancel()
+	if apiSrv != nil {
+		_ = apiSrv.Shutdown(sctx)
+	}
+	if opt.Workers {
+		// Stop fetching, let running jobs finish; past the timeout their
+		// contexts are cancelled and River puts them back for another worker.
+		if err := jobs.River.Stop(sctx); err != nil {
+			logger.Warn("arrêt des workers incomplet", "err", err)
+			_ = jobs.River.StopAndCancel(context.Background())
+		}
+	}
+	_ = ops.Shutdown(sctx)
+	return nil
+}
+
+func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			http.Error(w, "base de données indisponible", http.StatusServiceUnavailable)
+			return
+		}
+		if err := bl.Ping(ctx); err != nil {
+			http.Error(w, "stockage S3 indisponible", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = m.WriteTo(w)
+	})
+	return mux
+}

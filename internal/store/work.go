@@ -1,0 +1,171 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etatcivil/etatcivil/internal/model"
+)
+
+// Work is what a worker needs to process one entry.
+type Work struct {
+	EntryID       string
+	BatchID       string
+	ActID         string
+	State         model.State
+	StagedKey     string
+	Size          int64
+	InfraFailures int
+}
+
+// Work loads an entry for a job.
+func (s *Store) Work(ctx context.Context, entryID string) (Work, error) {
+	var w Work
+	var staged *string
+	var size *int64
+	err := s.Pool.QueryRow(ctx, `SELECT id, batch_id, coalesce(act_id::text, ''), state, staged_key, received_size, infra_failures
+		FROM entries WHERE id = $1`, entryID).Scan(&w.EntryID, &w.BatchID, &w.ActID, &w.State, &staged, &size, &w.InfraFailures)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return w, fmt.Errorf("entrée %s: %w", entryID, ErrNotFound)
+	}
+	if staged != nil {
+		w.StagedKey = *staged
+	}
+	if size != nil {
+		w.Size = *size
+	}
+	return w, err
+}
+
+// Validation is what the PDF check found in a valid file.
+type Validation struct {
+	Pages   int
+	Version string
+	PDFA    string
+}
+
+// transition moves w's entry from one of from to to, under a row lock, and
+// reports whether it did (false: another worker or a retry got there first).
+func (s *Store) transition(ctx context.Context, w Work, from []model.State, fn func(tx pgx.Tx) error) (bool, error) {
+	moved := false
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		var cur model.State
+		if err := tx.QueryRow(ctx, `SELECT state FROM entries WHERE id = $1 FOR UPDATE`, w.EntryID).Scan(&cur); err != nil {
+			return err
+		}
+		for _, f := range from {
+			if cur == f {
+				moved = true
+				return fn(tx)
+			}
+		}
+		return nil
+	})
+	return moved, err
+}
+
+// MarkValidated records a valid PDF. then runs in the same transaction
+// (to enqueue the next step).
+func (s *Store) MarkValidated(ctx context.Context, w Work, v Validation, then func(pgx.Tx) error) (bool, error) {
+	return s.transition(ctx, w, []model.State{model.StateReceived}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE entries SET pages = $2, pdf_version = $3, pdfa = nullif($4, ''), infra_failures = 0 WHERE id = $1`,
+			w.EntryID, v.Pages, v.Version, v.PDFA)
+		if err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateValidated, nil, ""); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+}
+
+// MarkRejected ends an entry rejected with rej.
+func (s *Store) MarkRejected(ctx context.Context, w Work, from model.State, rej *model.Rejection) (bool, error) {
+	return s.transition(ctx, w, []model.State{from}, func(tx pgx.Tx) error {
+		return setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateRejected, rej, "")
+	})
+}
+
+// MarkWaiting records an infrastructure failure: the entry keeps its state
+// with waiting set to cause. Once failures exceed budget it becomes
+// stalled. It returns the failure count and whether the entry stalled.
+func (s *Store) MarkWaiting(ctx context.Context, w Work, from model.State, cause string, budget int) (int, bool, error) {
+	var n int
+	stalled := false
+	_, err := s.transition(ctx, w, []model.State{from}, func(tx pgx.Tx) error {
+		var prev *string
+		err := tx.QueryRow(ctx, `UPDATE entries e SET infra_failures = infra_failures + 1, waiting = $2, updated_at = now()
+			FROM (SELECT waiting FROM entries WHERE id = $1) old WHERE e.id = $1 RETURNING e.infra_failures, old.waiting`, w.EntryID, cause).Scan(&n, &prev)
+		if err != nil {
+			return err
+		}
+		if n > budget {
+			stalled = true
+			return setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateStalled, nil, cause)
+		}
+		if prev == nil || *prev != cause {
+			return recordState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, from, nil, cause)
+		}
+		return nil
+	})
+	return n, stalled, err
+}
+
+// ClearWaiting clears waiting once the dependency answers again.
+func (s *Store) ClearWaiting(ctx context.Context, entryID string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE entries SET waiting = NULL WHERE id = $1 AND waiting IS NOT NULL`, entryID)
+	return err
+}
+
+// RetryStalled moves stalled entries (all, or those of ids, which may be
+// entry or act ids) back to the step they stalled in and calls enqueue for
+// each in the same transaction. Entries in scope only.
+func (s *Store) RetryStalled(ctx context.Context, actor Actor, sc Scope, ids []string, enqueue func(tx pgx.Tx, entryID string, state model.State) error) ([]string, error) {
+	var done []string
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT e.id, e.batch_id, coalesce(e.act_id::text, ''),
+				(SELECT h.state FROM entry_history h WHERE h.entry_id = e.id AND h.state <> 'stalled' ORDER BY h.id DESC LIMIT 1)
+			FROM entries e JOIN acts a ON a.id = e.act_id JOIN batches b ON b.id = e.batch_id
+			WHERE e.state = 'stalled'
+			  AND (cardinality($1::text[]) = 0 OR e.id::text = ANY($1) OR e.act_id::text = ANY($1))
+			  AND ($2::text[] IS NULL OR a.commune_chain && $2)
+			  AND ($3 = '' OR b.hub_id = $3)
+			ORDER BY e.created_at FOR UPDATE OF e`, ids, sc.communeFilter(), sc.HubID)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id, batch, act string
+			prev           model.State
+		}
+		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			err := r.Scan(&x.id, &x.batch, &x.act, &x.prev)
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, x := range list {
+			if _, err := tx.Exec(ctx, `UPDATE entries SET infra_failures = 0 WHERE id = $1`, x.id); err != nil {
+				return err
+			}
+			if err := setState(ctx, tx, actor, x.id, x.batch, x.act, x.prev, nil, ""); err != nil {
+				return err
+			}
+			if err := enqueue(tx, x.id, x.prev); err != nil {
+				return err
+			}
+			done = append(done, x.id)
+		}
+		return nil
+	})
+	return done, err
+}

@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# The local stack: PostgreSQL, Versity's S3 gateway, the registry
+# simulator and etatcivil, on free loopback ports, state under .local/.
+#
+#   scripts/stack.sh tools        install what the stack and tests need
+#   scripts/stack.sh up           start in the background, write .local/env
+#   scripts/stack.sh down         stop what up started
+#   scripts/stack.sh run          up, ingest the sample, wait for Ctrl-C, down
+#   scripts/stack.sh demo         up, upload the sample --wait, check, down
+#   scripts/stack.sh test [ARGS]  PostgreSQL + a private S3 gateway, go test
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LOCAL="$ROOT/.local"
+BIN="$ROOT/bin"
+RUN="$LOCAL/run"
+LOG="$LOCAL/log"
+VERSITYGW_VERSION=v1.8.0
+EC="$BIN/etatcivil"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "stack: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------
+
+apt_install() {
+	# Installs Debian packages that are missing; a fresh machine needs them.
+	local missing=()
+	for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null || die "installez : ${missing[*]}"
+	local sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	say "installation de ${missing[*]}…"
+	$sudo apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+tools() {
+	# go install builds report no version of their own: a marker file
+	# records which one bin/versitygw is.
+	if [ ! -x "$BIN/versitygw" ] || [ ! -f "$BIN/.versitygw-$VERSITYGW_VERSION" ]; then
+		say "installation de versitygw $VERSITYGW_VERSION dans bin/…"
+		GOBIN="$BIN" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+		touch "$BIN/.versitygw-$VERSITYGW_VERSION"
+	fi
+	# Independent PDF checkers used by the tests.
+	apt_install qpdf poppler-utils
+}
+
+# --- PostgreSQL ----------------------------------------------------------
+
+# pg_base prints a libpq URL (without database) of a reachable server:
+# ETATCIVIL_PG_BASE, else 127.0.0.1:5432, else a private cluster in .local/pg.
+pg_base() {
+	if [ -n "${ETATCIVIL_PG_BASE:-}" ]; then echo "$ETATCIVIL_PG_BASE"; return; fi
+	command -v psql >/dev/null && command -v pg_isready >/dev/null || apt_install postgresql-client
+	if pg_isready -q -h 127.0.0.1 -p 5432 -t 2 && psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+		echo "postgres://postgres@127.0.0.1:5432"
+		return
+	fi
+	private_pg
+}
+
+private_pg() {
+	local dir="$LOCAL/pg"
+	local port_file="$dir/port"
+	if [ -f "$port_file" ] && pg_isready -q -h 127.0.0.1 -p "$(cat "$port_file")"; then
+		echo "postgres://postgres@127.0.0.1:$(cat "$port_file")"
+		return
+	fi
+	apt_install postgresql
+	local pgbin
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	local runas=()
+	if [ "$(id -u)" -eq 0 ]; then runas=(runuser -u postgres --); fi
+	mkdir -p "$dir"
+	[ "$(id -u)" -eq 0 ] && chown postgres "$dir"
+	if [ ! -f "$dir/data/PG_VERSION" ]; then
+		say "initialisation d'un PostgreSQL privé dans .local/pg…"
+		"${runas[@]}" "$pgbin/initdb" -D "$dir/data" -U postgres --auth=trust >/dev/null
+	fi
+	local port
+	port=$("$EC" dev ports 1)
+	echo "$port" >"$port_file"
+	"${runas[@]}" "$pgbin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+		-o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir" start >/dev/null
+	touch "$dir/started-by-stack"
+	echo "postgres://postgres@127.0.0.1:$port"
+}
+
+stop_private_pg() {
+	local dir="$LOCAL/pg"
+	[ -f "$dir/started-by-stack" ] || return 0
+	local pgbin runas=()
+	pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+	if [ "$(id -u)" -eq 0 ]; then runas=(runuser -u postgres --); fi
+	"${runas[@]}" "$pgbin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+	rm -f "$dir/started-by-stack"
+}
+
+# db_name is this checkout's own database: etatcivil_ and the first 8 hex
+# digits of the SHA-256 of the checkout's absolute path.
+db_name() { echo "etatcivil_$(printf '%s' "$ROOT" | sha256sum | cut -c1-8)"; }
+
+ensure_db() { # BASE NAME
+	local exists
+	exists=$(psql "$1/postgres" -Atqc "SELECT 1 FROM pg_database WHERE datname = '$2'")
+	[ "$exists" = 1 ] || psql "$1/postgres" -qc "CREATE DATABASE \"$2\"" >/dev/null
+}
+
+# --- processes -------------------------------------------------------------
+
+start_bg() { # NAME CMD...
+	local name=$1; shift
+	mkdir -p "$RUN" "$LOG"
+	nohup "$@" >>"$LOG/$name.log" 2>&1 &
+	echo $! >"$RUN/$name.pid"
+}
+
+stop_bg() { # NAME
+	local f="$RUN/$1.pid"
+	[ -f "$f" ] || return 0
+	local pid
+	pid=$(cat "$f")
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+secret() { # FILE: a random secret kept in FILE
+	if [ ! -s "$1" ]; then
+		mkdir -p "$(dirname "$1")"
+		(umask 077; head -c 32 /dev/urandom | sha256sum | cut -c1-48 >"$1")
+	fi
+	cat "$1"
+}
+
+start_s3() { # PORT DATADIR ACCESS SECRET NAME
+	mkdir -p "$2/data" "$2/versions"
+	ROOT_ACCESS_KEY="$3" ROOT_SECRET_KEY="$4" start_bg "$5" \
+		"$BIN/versitygw" --port "127.0.0.1:$1" --quiet posix --versioning-dir "$2/versions" "$2/data"
+}
+
+# --- up / down ---------------------------------------------------------------
+
+up() {
+	tools
+	[ -x "$EC" ] || die "bin/etatcivil manquant : make build"
+	if [ -f "$RUN/serve.pid" ] && kill -0 "$(cat "$RUN/serve.pid")" 2>/dev/null; then
+		say "la pile tourne déjà (make down pour l'arrêter)"
+		return 0
+	fi
+	mkdir -p "$LOCAL/secrets"
+	local base db
+	if [ -n "${ETATCIVIL_DATABASE_URL:-}" ]; then
+		db_url=$ETATCIVIL_DATABASE_URL
+	else
+		base=$(pg_base)
+		db=$(db_name)
+		ensure_db "$base" "$db"
+		db_url="$base/$db?sslmode=disable"
+	fi
+	local ports api ops s3 sim
+	ports=$("$EC" dev ports 4 | tr '\n' ' ')
+	read -r api ops s3 sim <<<"$ports"
+	api=${ETATCIVIL_ADDR:-127.0.0.1:$api}
+	ops=${ETATCIVIL_OPS_ADDR:-127.0.0.1:$ops}
+	local s3addr=${ETATCIVIL_S3_ADDR:-127.0.0.1:$s3}
+	local simaddr=${ETATCIVIL_REGISTRY_SIM_ADDR:-127.0.0.1:$sim}
+	local access secretkey pepper
+	access=etatcivil-local
+	secretkey=$(secret "$LOCAL/secrets/s3")
+	pepper=$(secret "$LOCAL/secrets/pepper")
+
+	start_s3 "${s3addr##*:}" "$LOCAL/s3" "$access" "$secretkey" s3
+	start_bg registry-sim "$BIN/registry-sim" --addr "$simaddr"
+
+	export ETATCIVIL_DATABASE_URL="$db_url"
+	export ETATCIVIL_ADDR="$api" ETATCIVIL_OPS_ADDR="$ops"
+	export ETATCIVIL_S3_ENDPOINT="http://$s3addr" ETATCIVIL_S3_REGION=us-east-1
+	export ETATCIVIL_S3_BUCKET=etatcivil-archive ETATCIVIL_S3_STAGING_BUCKET=etatcivil-staging
+	export ETATCIVIL_S3_ACCESS_KEY="$access" ETATCIVIL_S3_SECRET_KEY="$secretkey"
+	export ETATCIVIL_TOKEN_PEPPER="$pepper" ETATCIVIL_RETENTION=1d
+
+	"$EC" dev wait "http://$s3addr/" 30s
+	"$EC" migrate
+	"$EC" s3 init
+	"$EC" cog import "$ROOT/internal/cog/data/cog.csv.gz"
+	"$EC" hub create smica --if-missing --name "SMICA (Aveyron) — démonstration" --communes 12202,12145,12300
+
+	start_bg serve "$EC" serve
+	"$EC" dev wait "http://$ops/readyz" 60s || { tail -20 "$LOG/serve.log" >&2; die "etatcivil serve n'a pas démarré"; }
+	"$EC" dev wait "http://$simaddr/healthz" 30s
+
+	local admin hubtok
+	if [ ! -s "$LOCAL/secrets/admin-token" ] || ! grep -q . "$LOCAL/secrets/admin-token"; then
+		(umask 077; "$EC" token create --role admin --name "admin local (make up)" >"$LOCAL/secrets/admin-token")
+	fi
+	if [ ! -s "$LOCAL/secrets/hub-token" ]; then
+		(umask 077; "$EC" token create --role hub --hub smica --name "opérateur smica local (make up)" >"$LOCAL/secrets/hub-token")
+	fi
+	admin=$(cat "$LOCAL/secrets/admin-token")
+	hubtok=$(cat "$LOCAL/secrets/hub-token")
+	umask 077
+	cat >"$LOCAL/env" <<EOF
+# Written by make up ($(date -u +%FT%TZ)). Source it: . .local/env
+export ETATCIVIL_SERVER=http://$api
+export ETATCIVIL_TOKEN=$admin
+export ETATCIVIL_HUB_TOKEN=$hubtok
+export ETATCIVIL_OPS=http://$ops
+export ETATCIVIL_ADDR=$api
+export ETATCIVIL_OPS_ADDR=$ops
+export ETATCIVIL_DATABASE_URL='$db_url'
+export ETATCIVIL_S3_ENDPOINT=http://$s3addr
+export ETATCIVIL_S3_REGION=us-east-1
+export ETATCIVIL_S3_BUCKET=etatcivil-archive
+export ETATCIVIL_S3_STAGING_BUCKET=etatcivil-staging
+export ETATCIVIL_S3_ACCESS_KEY=$access
+export ETATCIVIL_S3_SECRET_KEY=$secretkey
+export ETATCIVIL_S3_DATA_DIR=$LOCAL/s3
+export ETATCIVIL_REGISTRY_SIM=http://$simaddr
+export ETATCIVIL_TOKEN_PEPPER=$pepper
+export ETATCIVIL_RETENTION=1d
+EOF
+	say "pile locale prête : API http://$api, opérations http://$ops, S3 http://$s3addr, simulateur http://$simaddr"
+	say "variables : . .local/env"
+}
+
+down() {
+	stop_bg serve
+	stop_bg registry-sim
+	stop_bg s3
+	stop_private_pg
+	rm -f "$LOCAL/env"
+	say "pile locale arrêtée"
+}
+
+# --- run / demo --------------------------------------------------------------
+
+run() {
+	trap 'down; exit 0' INT TERM
+	up
+	# shellcheck disable=SC1091
+	. "$LOCAL/env"
+	say "envoi du lot d'exemple testdata/sample/…"
+	ETATCIVIL_TOKEN=$ETATCIVIL_HUB_TOKEN "$EC" upload --wait --timeout 5m "$ROOT/testdata/sample" || true
+	cat >&2 <<EOF
+
+etatcivil tourne :
+  API            $ETATCIVIL_SERVER
+  opérations     $ETATCIVIL_OPS/readyz  $ETATCIVIL_OPS/metrics
+  simulateur     $ETATCIVIL_REGISTRY_SIM/_sim/stats
+  jeton admin    $ETATCIVIL_TOKEN
+  jeton smica    $ETATCIVIL_HUB_TOKEN
+Dans un autre terminal : . .local/env && bin/etatcivil acts list
+Ctrl-C arrête tout.
+EOF
+	while :; do sleep 1 & wait $! || true; done
+}
+
+demo() {
+	trap down EXIT
+	up
+	# shellcheck disable=SC1091
+	. "$LOCAL/env"
+	local out="$LOCAL/demo-batch.json"
+	ETATCIVIL_TOKEN=$ETATCIVIL_HUB_TOKEN "$EC" upload --wait --timeout 5m --json "$ROOT/testdata/sample" >"$out"
+	"$EC" dev expect "$ROOT/testdata/sample" "$out"
+}
+
+# --- test --------------------------------------------------------------------
+
+test_() {
+	tools
+	[ -x "$EC" ] || die "bin/etatcivil manquant : make build"
+	local base had_pg=0
+	[ -f "$LOCAL/pg/started-by-stack" ] && had_pg=1
+	base=$(pg_base)
+	local dir
+	dir=$(mktemp -d "${TMPDIR:-/tmp}/etatcivil-test-s3.XXXXXX")
+	local port
+	port=$("$EC" dev ports 1)
+	local key=etatcivil-test secretkey
+	secretkey=$(head -c 16 /dev/urandom | sha256sum | cut -c1-32)
+	RUN="$dir/run" LOG="$dir/log" start_s3 "$port" "$dir" "$key" "$secretkey" s3
+	local pid
+	pid=$(cat "$dir/run/s3.pid")
+	# Stop what this run started: the S3 gateway, and a private PostgreSQL
+	# if there was none running before.
+	trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"; [ $had_pg = 1 ] || stop_private_pg' EXIT
+	"$EC" dev wait "http://127.0.0.1:$port/" 30s
+	export ETATCIVIL_TEST_PG_BASE="$base"
+	export ETATCIVIL_TEST_S3_ENDPOINT="127.0.0.1:$port"
+	export ETATCIVIL_TEST_S3_ACCESS_KEY="$key" ETATCIVIL_TEST_S3_SECRET_KEY="$secretkey"
+	export ETATCIVIL_TEST_S3_DATA_DIR="$dir"
+	export ETATCIVIL_TEST_BIN="$BIN"
+	go test -race -count=1 "$@" ./...
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+tools) tools ;;
+up) up ;;
+down) down ;;
+run) run ;;
+demo) demo ;;
+test) test_ "$@" ;;
+db-name) db_name ;;
+*) die "usage: $0 tools|up|down|run|demo|test" ;;
+esac
