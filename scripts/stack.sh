@@ -277,26 +277,25 @@ demo() {
 test_() {
 	tools
 	[ -x "$EC" ] || die "bin/etatcivil manquant : make build"
-	local base had_pg=0
-	[ -f "$LOCAL/pg/started-by-stack" ] && had_pg=1
+	TEST_HAD_PG=0
+	[ -f "$LOCAL/pg/started-by-stack" ] && TEST_HAD_PG=1
+	local base
 	base=$(pg_base)
-	local dir
-	dir=$(mktemp -d "${TMPDIR:-/tmp}/etatcivil-test-s3.XXXXXX")
+	TEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/etatcivil-test-s3.XXXXXX")
 	local port
 	port=$("$EC" dev ports 1)
 	local key=etatcivil-test secretkey
 	secretkey=$(head -c 16 /dev/urandom | sha256sum | cut -c1-32)
-	RUN="$dir/run" LOG="$dir/log" start_s3 "$port" "$dir" "$key" "$secretkey" s3
-	local pid
-	pid=$(cat "$dir/run/s3.pid")
+	RUN="$TEST_DIR/run" LOG="$TEST_DIR/log" start_s3 "$port" "$TEST_DIR" "$key" "$secretkey" s3
+	TEST_S3_PID=$(cat "$TEST_DIR/run/s3.pid")
 	# Stop what this run started: the S3 gateway, and a private PostgreSQL
-	# if there was none running before.
-	trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"; [ $had_pg = 1 ] || stop_private_pg' EXIT
+	# if none was running before.
+	trap 'kill $TEST_S3_PID 2>/dev/null || true; wait $TEST_S3_PID 2>/dev/null || true; rm -rf "$TEST_DIR"; [ $TEST_HAD_PG = 1 ] || stop_private_pg' EXIT
 	"$EC" dev wait "http://127.0.0.1:$port/" 30s
 	export ETATCIVIL_TEST_PG_BASE="$base"
 	export ETATCIVIL_TEST_S3_ENDPOINT="127.0.0.1:$port"
 	export ETATCIVIL_TEST_S3_ACCESS_KEY="$key" ETATCIVIL_TEST_S3_SECRET_KEY="$secretkey"
-	export ETATCIVIL_TEST_S3_DATA_DIR="$dir"
+	export ETATCIVIL_TEST_S3_DATA_DIR="$TEST_DIR"
 	export ETATCIVIL_TEST_BIN="$BIN"
 	go test -race -count=1 "$@" ./...
 }

@@ -2,8 +2,10 @@ package pdfcheck
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/zlib"
 	"encoding/ascii85"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -149,18 +151,41 @@ func grayImage(w, h int, seed int64) []byte {
 	return deflate(px)
 }
 
-// zeroFlate returns zlib data that inflates to n zero bytes, built with a
-// streaming writer so the zeros never sit in memory.
+// zeroFlate returns zlib data that inflates to n zero bytes, without the
+// zeros ever sitting in memory and without compressing all of them: past
+// the first mebibytes, every further mebibyte of zeros compresses to the
+// same sync-flushed segment (back-references into a window of zeros), so
+// the segment is repeated. n is rounded up to a whole MiB when large.
 func zeroFlate(n int64) []byte {
-	var out bytes.Buffer
-	w, _ := zlib.NewWriterLevel(&out, zlib.BestCompression)
-	buf := make([]byte, 1<<20)
-	for n > 0 {
-		k := min(n, int64(len(buf)))
-		w.Write(buf[:k])
-		n -= k
+	const chunk = 1 << 20
+	zeros := make([]byte, chunk)
+	if n < 4*chunk {
+		var out bytes.Buffer
+		w, _ := zlib.NewWriterLevel(&out, zlib.BestCompression)
+		for n > 0 {
+			k := min(n, chunk)
+			w.Write(zeros[:k])
+			n -= k
+		}
+		w.Close()
+		return out.Bytes()
 	}
-	w.Close()
+	chunks := (n + chunk - 1) / chunk
+	out := bytes.NewBuffer([]byte{0x78, 0xda})
+	fw, _ := flate.NewWriter(out, flate.BestCompression)
+	fw.Write(zeros)
+	fw.Flush()
+	mark := out.Len()
+	fw.Write(zeros)
+	fw.Flush()
+	seg := bytes.Clone(out.Bytes()[mark:])
+	for i := int64(2); i < chunks; i++ {
+		out.Write(seg)
+	}
+	out.Write([]byte{0x01, 0x00, 0x00, 0xff, 0xff}) // final empty stored block
+	// Adler-32 of zeros: s1 stays 1, s2 adds 1 per byte.
+	s2 := uint32((chunks * chunk) % 65521)
+	out.Write(binary.BigEndian.AppendUint32(nil, s2<<16|1))
 	return out.Bytes()
 }
 

@@ -2,8 +2,10 @@ package pdfcheck
 
 import (
 	"bytes"
+	"compress/zlib"
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -350,3 +352,29 @@ func TestFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroFlate checks the test's bomb builder: the shortcut must still
+// produce valid zlib data of the announced size.
+func TestZeroFlate(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int64{100, 3 << 20, 9 << 20} {
+		zr, err := zlib.NewReader(bytes.NewReader(zeroFlate(n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var nonzero bool
+		got, err := io.Copy(writerFunc(func(p []byte) (int, error) {
+			for _, c := range p {
+				nonzero = nonzero || c != 0
+			}
+			return len(p), nil
+		}), zr)
+		if err != nil || got != n || nonzero {
+			t.Fatalf("n=%d: got %d bytes (nonzero %v), err %v", n, got, nonzero, err)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

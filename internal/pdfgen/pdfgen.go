@@ -1,7 +1,8 @@
 // Package pdfgen is a tiny, exact PDF writer used to build test and sample
 // documents: numbered indirect objects, streams, a classic cross-reference
-// table and a trailer. It knows nothing of pages or fonts; callers write
-// the object bodies themselves.
+// table and a trailer. Doc knows nothing of pages or fonts; callers write
+// the object bodies themselves. ScanPDF builds on it to simulate scanned
+// civil-status acts (bitonal or greyscale page images).
 package pdfgen
 
 import (

@@ -1,0 +1,135 @@
+package testenv
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/api"
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/cog"
+	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// Pepper is the token pepper of test stacks.
+const Pepper = "test-pepper-0123456789abcdef"
+
+// ChildMain makes a test binary double as the PDF checker child: call it
+// first in TestMain. When the binary was started as "BIN pdfcheck …" it
+// runs the check and exits.
+func ChildMain() {
+	if len(os.Args) > 1 && os.Args[1] == "pdfcheck" {
+		os.Exit(pdfcheck.ChildMain(os.Args[2:], os.Stdin, os.Stdout))
+	}
+}
+
+// Stack is an in-process etatcivil: API on an httptest server and River
+// workers, on a fresh database and fresh buckets.
+type Stack struct {
+	Store   *store.Store
+	Blob    *blob.Store
+	BlobCfg blob.Config
+	Jobs    *ingest.Client
+	Deps    *ingest.Deps
+	API     *api.Server
+	URL     string
+	Hasher  auth.Hasher
+}
+
+// StackOptions tune NewStack.
+type StackOptions struct {
+	NoWorkers bool
+	// Tune may change the workers' dependencies before they start.
+	Tune   func(*ingest.Deps)
+	Limits api.Limits
+}
+
+// NewStack starts a stack for one test; everything stops at cleanup. The
+// test binary must call ChildMain from TestMain.
+func NewStack(t testing.TB, opt StackOptions) *Stack {
+	t.Helper()
+	st := Store(t)
+	bl, bcfg := Blob(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("ETATCIVIL_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	deps := &ingest.Deps{
+		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: pdfcheck.DefaultLimits(),
+		Isolate:     pdfcheck.IsolateOptions{Timeout: 60 * time.Second},
+		RetryBudget: 5, BackoffMax: 2 * time.Second, Workers: 4,
+	}
+	if opt.NoWorkers {
+		deps.Workers = 0
+	}
+	if opt.Tune != nil {
+		opt.Tune(deps)
+	}
+	jobs, err := ingest.NewClient(st.Pool, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deps.Workers > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := jobs.River.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
+			defer c()
+			_ = jobs.River.Stop(sctx)
+			cancel()
+		})
+	}
+	h, err := auth.NewHasher(Pepper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := cog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := opt.Limits
+	if lim.MaxFileSize == 0 {
+		lim.MaxFileSize = 50 << 20
+	}
+	if lim.MaxManifestSize == 0 {
+		lim.MaxManifestSize = 8 << 20
+	}
+	a := &api.Server{Store: st, Blob: bl, Jobs: jobs, Communes: snap, Logger: logger,
+		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	return &Stack{Store: st, Blob: bl, BlobCfg: bcfg, Jobs: jobs, Deps: deps, API: a, URL: srv.URL, Hasher: h}
+}
+
+// Hub creates a hub with its member communes.
+func (s *Stack) Hub(t testing.TB, id string, communes ...string) {
+	t.Helper()
+	if err := s.Store.CreateHub(context.Background(), store.System, store.Hub{ID: id, Name: "Opérateur " + id, Communes: communes}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Token creates a token and returns its text.
+func (s *Stack) Token(t testing.TB, role auth.Role, hub string, communes ...string) string {
+	t.Helper()
+	id, text, hash := s.Hasher.New()
+	err := s.Store.CreateToken(context.Background(), store.System, store.Token{ID: id, Hash: hash, Role: string(role),
+		Name: "test " + string(role), HubID: hub, Communes: communes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
