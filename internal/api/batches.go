@@ -175,6 +175,7 @@ func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request, p auth.Prin
 // Content-Length before a byte is read; the body streams to the staging
 // bucket while it is hashed.
 func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	s.Metrics.FilePuts.Add(1)
 	if r.ContentLength < 0 {
 		return &Problem{Status: 411, Type: "length_required", Title: "Longueur requise", Detail: "L'en-tête Content-Length est obligatoire."}
 	}

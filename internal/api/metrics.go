@@ -11,6 +11,7 @@ import (
 type Metrics struct {
 	requests       [6]atomic.Int64 // by status class 1xx..5xx (index 1..5)
 	BatchesCreated atomic.Int64
+	FilePuts       atomic.Int64 // PUT requests for files, whatever their outcome
 	FilesReceived  atomic.Int64
 	BytesReceived  atomic.Int64
 	FilesMismatch  atomic.Int64
@@ -38,6 +39,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 		p("etatcivil_http_requests_total{class=\"%dxx\"} %d\n", c, m.requests[c].Load())
 	}
 	p("# TYPE etatcivil_batches_created_total counter\netatcivil_batches_created_total %d\n", m.BatchesCreated.Load())
+	p("# TYPE etatcivil_file_puts_total counter\netatcivil_file_puts_total %d\n", m.FilePuts.Load())
 	p("# TYPE etatcivil_files_received_total counter\netatcivil_files_received_total %d\n", m.FilesReceived.Load())
 	p("# TYPE etatcivil_bytes_received_total counter\netatcivil_bytes_received_total %d\n", m.BytesReceived.Load())
 	p("# TYPE etatcivil_files_mismatch_total counter\netatcivil_files_mismatch_total %d\n", m.FilesMismatch.Load())

@@ -2,13 +2,13 @@ package pdfcheck
 
 import (
 	"bytes"
-	"compress/flate"
 	"compress/zlib"
 	"encoding/ascii85"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/etatcivil/etatcivil/internal/pdfgen"
 )
 
 // pdfDoc is a tiny PDF writer for tests: objects numbered from 1, a
@@ -151,43 +151,8 @@ func grayImage(w, h int, seed int64) []byte {
 	return deflate(px)
 }
 
-// zeroFlate returns zlib data that inflates to n zero bytes, without the
-// zeros ever sitting in memory and without compressing all of them: past
-// the first mebibytes, every further mebibyte of zeros compresses to the
-// same sync-flushed segment (back-references into a window of zeros), so
-// the segment is repeated. n is rounded up to a whole MiB when large.
-func zeroFlate(n int64) []byte {
-	const chunk = 1 << 20
-	zeros := make([]byte, chunk)
-	if n < 4*chunk {
-		var out bytes.Buffer
-		w, _ := zlib.NewWriterLevel(&out, zlib.BestCompression)
-		for n > 0 {
-			k := min(n, chunk)
-			w.Write(zeros[:k])
-			n -= k
-		}
-		w.Close()
-		return out.Bytes()
-	}
-	chunks := (n + chunk - 1) / chunk
-	out := bytes.NewBuffer([]byte{0x78, 0xda})
-	fw, _ := flate.NewWriter(out, flate.BestCompression)
-	fw.Write(zeros)
-	fw.Flush()
-	mark := out.Len()
-	fw.Write(zeros)
-	fw.Flush()
-	seg := bytes.Clone(out.Bytes()[mark:])
-	for i := int64(2); i < chunks; i++ {
-		out.Write(seg)
-	}
-	out.Write([]byte{0x01, 0x00, 0x00, 0xff, 0xff}) // final empty stored block
-	// Adler-32 of zeros: s1 stays 1, s2 adds 1 per byte.
-	s2 := uint32((chunks * chunk) % 65521)
-	out.Write(binary.BigEndian.AppendUint32(nil, s2<<16|1))
-	return out.Bytes()
-}
+// zeroFlate is pdfgen.ZeroFlate: the bomb builder shared with other packages.
+func zeroFlate(n int64) []byte { return pdfgen.ZeroFlate(n) }
 
 var (
 	bombOnce sync.Once

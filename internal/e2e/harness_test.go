@@ -1,0 +1,221 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/testenv"
+)
+
+// server is a running "etatcivil serve" process and the environment that
+// reaches it.
+type server struct {
+	bin   string
+	env   []string // ETATCIVIL_* for server-side commands
+	url   string
+	ops   string
+	admin string
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServer starts bin/etatcivil serve on a fresh database and buckets,
+// creates hub "smica" (Rodez, Millau, Villefranche) and an admin token.
+func startServer(t *testing.T, extra ...string) *server {
+	t.Helper()
+	bin := testenv.Bin(t, "etatcivil")
+	db := testenv.DatabaseURL(t)
+	_, bcfg := testenv.Blob(t)
+	s := &server{bin: bin, log: &bytes.Buffer{}}
+	api, ops := freePort(t), freePort(t)
+	s.env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"ETATCIVIL_DATABASE_URL=" + db,
+		"ETATCIVIL_ADDR=" + api, "ETATCIVIL_OPS_ADDR=" + ops,
+		"ETATCIVIL_S3_ENDPOINT=http://" + bcfg.Endpoint, "ETATCIVIL_S3_REGION=us-east-1",
+		"ETATCIVIL_S3_BUCKET=" + bcfg.Archive, "ETATCIVIL_S3_STAGING_BUCKET=" + bcfg.Staging,
+		"ETATCIVIL_S3_ACCESS_KEY=" + bcfg.AccessKey, "ETATCIVIL_S3_SECRET_KEY=" + bcfg.SecretKey,
+		"ETATCIVIL_TOKEN_PEPPER=" + testenv.Pepper, "ETATCIVIL_RETENTION=1d",
+		"ETATCIVIL_SHUTDOWN_TIMEOUT=10s",
+	}, extra...)
+	s.url, s.ops = "http://"+api, "http://"+ops
+	s.run(t, "hub", "create", "smica", "--name", "SMICA", "--communes", "12202,12145,12300")
+	s.admin = strings.TrimSpace(s.run(t, "token", "create", "--role", "admin", "--name", "e2e admin"))
+	s.cmd = exec.Command(bin, "serve")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.ops + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) || s.cmd.ProcessState != nil {
+			t.Fatalf("le serveur n'est pas prêt:\n%s", s.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s
+}
+
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// run runs a server-side command and returns its stdout.
+func (s *server) run(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = s.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("etatcivil %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+// client returns a command running the client side with token.
+func (s *server) client(ctx context.Context, token string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, s.bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "ETATCIVIL_SERVER=" + s.url, "ETATCIVIL_TOKEN=" + token}
+	return cmd
+}
+
+// metric reads one counter from /metrics.
+func (s *server) metric(t *testing.T, name string) int64 {
+	t.Helper()
+	resp, err := http.Get(s.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("métrique %s absente", name)
+	return 0
+}
+
+// rssWatcher samples the resident memory of every process running bin
+// (the server and its pdfcheck children) and keeps the peak.
+type rssWatcher struct {
+	bin  string
+	stop chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	peak int64
+	who  string
+	seen map[int]bool
+}
+
+func watchRSS(bin string) *rssWatcher {
+	w := &rssWatcher{bin: bin, stop: make(chan struct{}), seen: map[int]bool{}}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		for {
+			w.sample()
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *rssWatcher) sample() {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", p.Name(), "exe"))
+		if err != nil || exe != w.bin {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", p.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(st), "\n") {
+			// VmHWM is the process's own peak, so a short-lived child's
+			// peak is caught even between two samples.
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				w.mu.Lock()
+				w.seen[pid] = true
+				if kb*1024 > w.peak {
+					w.peak, w.who = kb*1024, fmt.Sprintf("pid %d", pid)
+				}
+				w.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (w *rssWatcher) done() (peak int64, who string, procs int) {
+	close(w.stop)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.peak, w.who, len(w.seen)
+}
+
+func readAll(t *testing.T, r io.Reader) string {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
