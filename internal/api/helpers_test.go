@@ -149,7 +149,7 @@ func clientErr(t *testing.T, err error) (int, string) {
 // waitBatch polls a batch until nothing is pending.
 func waitBatch(t *testing.T, c *client.Client, id string) store.BatchView {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	b, raw, err := c.WaitBatch(ctx, id, nil)
 	if err != nil {
@@ -301,4 +301,17 @@ func gigaBomb() []byte {
 		bomb = out.Bytes()
 	})
 	return bomb
+}
+
+// brokenPageTree is a document whose page tree names a page object that
+// does not exist.
+func brokenPageTree() []byte {
+	d := pdfgen.New("1.7")
+	d.Add("<< /Type /Catalog /Pages 2 0 R >>")
+	d.Add("<< /Type /Pages /Kids [3 0 R 99 0 R] /Count 2 >>")
+	d.Add("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im0 4 0 R >> >> /Contents 5 0 R >>")
+	d.AddStream("/Type /XObject /Subtype /Image /Width 100 /Height 100 /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode", grayImage(0))
+	d.AddStream("/Filter /FlateDecode", pdfgen.Deflate([]byte("q 595 0 0 842 0 0 cm /Im0 Do Q")))
+	d.Trailer("/Root 1 0 R")
+	return d.Bytes()
 }

@@ -85,9 +85,13 @@ type ValidateArgs struct {
 // Kind implements river.JobArgs.
 func (ValidateArgs) Kind() string { return "validate" }
 
-// InsertOpts: uniqueness by entry, so a duplicate enqueue is a no-op.
+// InsertOpts: no uniqueness on purpose. A job that has just stalled its
+// entry is still "running" for an instant, and a unique insert from "acts
+// retry" would be skipped against it and lost. A duplicate job is
+// harmless: the worker acts only on an entry still in "received", under a
+// row lock.
 func (ValidateArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{MaxAttempts: 10, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+	return river.InsertOpts{MaxAttempts: 10}
 }
 
 // ValidateWorker checks a received file: our own scanner, pdfcpu and the
