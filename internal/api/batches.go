@@ -103,6 +103,13 @@ func (s *Server) acceptManifest(ctx context.Context, p auth.Principal, name stri
 		Now: s.Now,
 	}
 	checker.Check(m)
+	// A file announced over the size limit can never be received (its PUT
+	// gets 413): say so now, rather than "file_missing" at submit.
+	for i := range m.Acts {
+		if e := &m.Acts[i]; e.Problem == nil && e.Size > s.Limits.MaxFileSize {
+			e.Problem = model.Reject(model.ReasonPDFTooLarge, fmt.Sprintf("(%d octets annoncés, maximum %d)", e.Size, s.Limits.MaxFileSize))
+		}
+	}
 	nb := store.NewBatch{HubID: m.Hub, IdempotencyKey: strings.ToLower(key), Format: m.Format, ManifestSHA256: digest}
 	for i := range m.Acts {
 		e := &m.Acts[i]
