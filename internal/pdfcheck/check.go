@@ -159,6 +159,11 @@ func checkBytes(data []byte, lim Limits) (res Result, err error) {
 		// output never needs that, and a file that does is damaged.
 		return Result{}, model.Reject(model.ReasonPDFMalformed, "(startxref ne désigne pas une table des références)")
 	}
+	if err := checkXref(data, lim); err != nil {
+		// Same reason: pdfcpu would rebuild a table whose offsets are
+		// wrong, silently, where qpdf calls the file damaged.
+		return Result{}, fmt.Errorf("pdfcheck: %w", err)
+	}
 	res, err = structure(data, lim)
 	if err != nil {
 		return Result{}, fmt.Errorf("pdfcheck: %w", err)
@@ -179,12 +184,12 @@ func hasEOF(data []byte) bool {
 // cross-reference stream object.
 var xrefAtRE = regexp.MustCompile(`^[\x00\t\n\f\r ]*(?:xref|\d+[\x00\t\n\f\r ]+\d+[\x00\t\n\f\r ]+obj)`)
 
-// startXrefOK reports whether the last startxref points at a
-// cross-reference section.
-func startXrefOK(data []byte) bool {
+// lastStartXref returns the offset the last startxref gives, if it is
+// inside the file.
+func lastStartXref(data []byte) (int64, bool) {
 	i := bytes.LastIndex(data, []byte("startxref"))
 	if i < 0 {
-		return false
+		return 0, false
 	}
 	rest := bytes.TrimLeft(data[i+len("startxref"):], "\x00\t\n\f\r ")
 	j := 0
@@ -193,6 +198,16 @@ func startXrefOK(data []byte) bool {
 	}
 	off, err := strconv.ParseInt(string(rest[:j]), 10, 64)
 	if err != nil || off < 0 || off >= int64(len(data)) {
+		return 0, false
+	}
+	return off, true
+}
+
+// startXrefOK reports whether the last startxref points at a
+// cross-reference section.
+func startXrefOK(data []byte) bool {
+	off, ok := lastStartXref(data)
+	if !ok {
 		return false
 	}
 	return xrefAtRE.Match(data[off:min(int64(len(data)), off+64)])
@@ -212,26 +227,40 @@ func structure(data []byte, lim Limits) (res Result, err error) {
 	conf.ValidationMode = pdfmodel.ValidationRelaxed
 	conf.Cmd = pdfmodel.VALIDATE
 	conf.Offline = true
-	ctx, err := api.ReadAndValidate(bytes.NewReader(data), conf)
-	if err != nil {
+	// Read and validate in two steps (what api.ReadAndValidate does), so
+	// that the page tree is walked as the file has it: relaxed
+	// validation repairs it, e.g. a kid that does not exist becomes a
+	// blank page.
+	pdfErr := func(err error) error {
 		if errors.Is(err, pdfcpu.ErrWrongPassword) || errors.Is(err, pdfcpu.ErrEncrypted) ||
 			errors.Is(err, pdfcpu.ErrUnsupportedEncryptionFeature) || errors.Is(err, pdfcpu.ErrMalformedEncryption) {
-			return Result{}, model.Reject(model.ReasonPDFEncrypted, "")
+			return model.Reject(model.ReasonPDFEncrypted, "")
 		}
-		return Result{}, model.Reject(model.ReasonPDFMalformed, "("+shortErr(err)+")")
+		return model.Reject(model.ReasonPDFMalformed, "("+shortErr(err)+")")
+	}
+	ctx, err := api.ReadContext(bytes.NewReader(data), conf)
+	if err != nil {
+		return Result{}, pdfErr(err)
 	}
 	if ctx.Encrypt != nil || ctx.E != nil {
 		// pdfcpu opened it with the empty user password; still encrypted.
 		return Result{}, model.Reject(model.ReasonPDFEncrypted, "")
 	}
-	if ctx.PageCount <= 0 {
+	pages, err := countPages(ctx.XRefTable)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := api.ValidateContext(ctx); err != nil {
+		return Result{}, pdfErr(err)
+	}
+	if pages <= 0 {
 		return Result{}, model.Reject(model.ReasonPDFMalformed, "(aucune page)")
 	}
-	if ctx.PageCount > lim.MaxPages {
+	if pages > lim.MaxPages {
 		return Result{}, model.Reject(model.ReasonPDFTooManyPages,
-			fmt.Sprintf("(%d pages, maximum %d)", ctx.PageCount, lim.MaxPages))
+			fmt.Sprintf("(%d pages, maximum %d)", pages, lim.MaxPages))
 	}
-	res = Result{Pages: ctx.PageCount}
+	res = Result{Pages: pages}
 	if ctx.HeaderVersion != nil {
 		res.Version = ctx.HeaderVersion.String()
 	}

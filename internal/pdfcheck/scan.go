@@ -362,14 +362,40 @@ var eolEndstream = []byte("endstream")
 // "stream" keyword did not follow a dictionary), positioned just after
 // the keyword.
 func (s *scanner) stream(d pdict) error {
-	start := s.pos
+	start, end := s.streamBounds(d)
+	raw := s.data[start:end]
+
+	if typ, _ := d["Type"].(pname); typ == "XRef" {
+		if _, enc := d["Encrypt"]; enc {
+			s.found.encrypted = true
+		}
+	}
+	filters, parms := filterChain(d)
+	var sink *nameSink
+	if typ, _ := d["Type"].(pname); typ == "ObjStm" {
+		sink = &nameSink{found: s.found}
+	}
+	if sink == nil {
+		return s.bud.drain(raw, filters, parms, nil)
+	}
+	err := s.bud.drain(raw, filters, parms, sink)
+	sink.flush()
+	return err
+}
+
+// streamBounds returns where the data of a stream whose dictionary is d
+// starts and ends, s being positioned just after the "stream" keyword,
+// and moves s past "endstream". /Length is trusted if "endstream"
+// follows it; otherwise the data runs to the next "endstream".
+func (s *scanner) streamBounds(d pdict) (start, end int) {
+	start = s.pos
 	if start < len(s.data) && s.data[start] == '\r' {
 		start++
 	}
 	if start < len(s.data) && s.data[start] == '\n' {
 		start++
 	}
-	end := -1
+	end = -1
 	if n, ok := s.length(d["Length"]); ok && n >= 0 && int64(start)+n <= int64(len(s.data)) {
 		e := start + int(n)
 		j := e
@@ -390,24 +416,7 @@ func (s *scanner) stream(d pdict) error {
 			s.pos = end
 		}
 	}
-	raw := s.data[start:end]
-
-	if typ, _ := d["Type"].(pname); typ == "XRef" {
-		if _, enc := d["Encrypt"]; enc {
-			s.found.encrypted = true
-		}
-	}
-	filters, parms := filterChain(d)
-	var sink *nameSink
-	if typ, _ := d["Type"].(pname); typ == "ObjStm" {
-		sink = &nameSink{found: s.found}
-	}
-	if sink == nil {
-		return s.bud.drain(raw, filters, parms, nil)
-	}
-	err := s.bud.drain(raw, filters, parms, sink)
-	sink.flush()
-	return err
+	return start, end
 }
 
 // filterChain reads /Filter and /DecodeParms (name or array of names, dict
