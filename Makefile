@@ -32,8 +32,10 @@ test: build
 	$(GO) vet ./...
 	$(STACK) test
 
+# Benchmarks beside the standalone tools doing the same work (qpdf, a raw
+# S3 upload); ratios are printed as extra metrics. See docs/benchmarks.md.
 bench: build
-	$(STACK) test -run '^$$' -bench . -benchtime 1x
+	$(STACK) bench
 
 test-faults: build
 	@echo "test-faults: les scénarios de panne arrivent avec l'issue de robustesse" >&2; exit 1

@@ -297,7 +297,12 @@ test_() {
 	export ETATCIVIL_TEST_S3_ACCESS_KEY="$key" ETATCIVIL_TEST_S3_SECRET_KEY="$secretkey"
 	export ETATCIVIL_TEST_S3_DATA_DIR="$TEST_DIR"
 	export ETATCIVIL_TEST_BIN="$BIN"
-	go test -race -count=1 "$@" ./...
+	if [ "${STACK_BENCH:-}" = 1 ]; then
+		# Benchmarks run without the race detector, which would distort them.
+		go test -count=1 -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ./...
+	else
+		go test -race -count=1 "$@" ./...
+	fi
 }
 
 cmd=${1:-}
@@ -309,6 +314,7 @@ down) down ;;
 run) run ;;
 demo) demo ;;
 test) test_ "$@" ;;
+bench) STACK_BENCH=1 test_ "$@" ;;
 db-name) db_name ;;
 *) die "usage: $0 tools|up|down|run|demo|test" ;;
 esac

@@ -19,7 +19,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
-func hubToken(t *testing.T, s *server) string {
+func hubToken(t testing.TB, s *server) string {
 	return strings.TrimSpace(s.run(t, "token", "create", "--role", "hub", "--hub", "smica", "--name", "e2e smica"))
 }
 

@@ -34,7 +34,7 @@ type server struct {
 	log   *bytes.Buffer
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func freePort(t *testing.T) string {
 
 // startServer starts bin/etatcivil serve on a fresh database and buckets,
 // creates hub "smica" (Rodez, Millau, Villefranche) and an admin token.
-func startServer(t *testing.T, extra ...string) *server {
+func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
 	bin := testenv.Bin(t, "etatcivil")
 	db := testenv.DatabaseURL(t)
@@ -105,7 +105,7 @@ func (s *server) stop() {
 }
 
 // run runs a server-side command and returns its stdout.
-func (s *server) run(t *testing.T, args ...string) string {
+func (s *server) run(t testing.TB, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(s.bin, args...)
 	cmd.Env = s.env
@@ -125,7 +125,7 @@ func (s *server) client(ctx context.Context, token string, args ...string) *exec
 }
 
 // metric reads one counter from /metrics.
-func (s *server) metric(t *testing.T, name string) int64 {
+func (s *server) metric(t testing.TB, name string) int64 {
 	t.Helper()
 	resp, err := http.Get(s.ops + "/metrics")
 	if err != nil {
