@@ -112,8 +112,10 @@ var pdfMagic = []byte("%PDF-")
 // Check reads the whole PDF from r (size bytes) and returns a Result, or a
 // *model.Rejection (as error, test with errors.As) for bad input. Any other
 // error is an internal fault, such as a failing reader. The steps, in
-// order: size, header, our own stream and name scanner, pdfcpu's structure
-// check, page count. Check touches no file and no network.
+// order: size, header, our own stream and name scanner, the %%EOF marker,
+// the cross-reference sections against the objects they locate, our own
+// walk of the page tree (which gives the page count), pdfcpu's structure
+// check. Check touches no file and no network.
 func Check(r io.ReaderAt, size int64, lim Limits) (Result, error) {
 	lim = lim.withDefaults()
 	if size > lim.MaxFileSize {

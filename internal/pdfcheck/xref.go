@@ -101,10 +101,11 @@ func (x *xrefChecker) skipWhite(i int) int {
 	return i
 }
 
-// uint reads an unsigned decimal integer at i (at most 19 digits).
+// uint reads an unsigned decimal integer at i (at most 18 digits, so
+// that it cannot overflow).
 func (x *xrefChecker) uint(i int) (v int64, next int, ok bool) {
 	j := i
-	for j < len(x.data) && j-i < 19 && x.data[j] >= '0' && x.data[j] <= '9' {
+	for j < len(x.data) && j-i < 18 && x.data[j] >= '0' && x.data[j] <= '9' {
 		v = v*10 + int64(x.data[j]-'0')
 		j++
 	}
@@ -496,12 +497,12 @@ func (p *predictor) Read(b []byte) (int, error) {
 				p.err = errPredictor
 				continue
 			}
-			p.out = append(p.out[:0], row...)
+			p.out = row // p.cur is not read into again before p.out is drained
 		} else {
 			for i := p.bpp; i < len(p.cur); i++ {
 				p.cur[i] += p.cur[i-p.bpp]
 			}
-			p.out = append(p.out[:0], p.cur...)
+			p.out = p.cur
 		}
 		p.prev, p.cur = p.cur, p.prev
 	}
