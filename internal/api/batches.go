@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -237,6 +238,10 @@ func (s *Server) receive(ctx context.Context, p auth.Principal, slot store.Uploa
 }
 
 func (s *Server) record(ctx context.Context, p auth.Principal, slot store.Upload, size int64, sha string) (received, error) {
+	// The bytes are in: record them even if the client hangs up now, so
+	// what is staged and what the ledger says never disagree.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	match, err := s.Store.FileReceived(ctx, p.Actor(), slot, size, sha, func(tx pgx.Tx) error {
 		return s.Jobs.EnqueueValidate(ctx, tx, slot.EntryID)
 	})
