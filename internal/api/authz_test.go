@@ -108,7 +108,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	b3 := uploadBatch(t, client.New(s.URL, hub3), manifestBytes(t, "h3", entryFor("conques.pdf", pdfConques, "12076", 1)),
 		map[string][]byte{"conques.pdf": pdfConques})
 	for _, b := range []store.BatchView{b1, b2, b3} {
-		if len(b.Acts) != 1 || b.Acts[0].State != "validated" || b.Acts[0].ID == nil || b.State != "done" {
+		if len(b.Acts) != 1 || b.Acts[0].State != "archived" || b.Acts[0].ID == nil || b.State != "done" {
 			t.Fatalf("lot %s (%s): état %s, entrées %v", b.ID, b.Hub, b.State, b.Acts)
 		}
 	}

@@ -141,8 +141,8 @@ func checkOutcomes(t *testing.T, b store.BatchView, cases []badCase) {
 		}
 		if cs.reason == "" {
 			good++
-			if e.State != string(model.StateValidated) || e.Reason != nil || e.Message != nil || e.ID == nil || e.Version == nil || *e.Version != 1 {
-				t.Errorf("entrée %d: %s, attendue validated v1 sans raison", i, describe(e))
+			if e.State != string(model.StateArchived) || e.Reason != nil || e.Message != nil || e.ID == nil || e.Version == nil || *e.Version != 1 {
+				t.Errorf("entrée %d: %s, attendue archived v1 sans raison", i, describe(e))
 			}
 			continue
 		}
@@ -172,8 +172,8 @@ func checkOutcomes(t *testing.T, b store.BatchView, cases []badCase) {
 		}
 	}
 	c := b.Counts
-	if c.Total != len(cases) || c.Pending != 0 || c.Validated != good || c.Rejected != bad || c.Archived != 0 || c.Stalled != 0 {
-		t.Errorf("compteurs %+v, attendus total %d, validated %d, rejected %d", c, len(cases), good, bad)
+	if c.Total != len(cases) || c.Pending != 0 || c.Archived != good || c.Rejected != bad || c.Validated != 0 || c.Stalled != 0 {
+		t.Errorf("compteurs %+v, attendus total %d, archived %d, rejected %d", c, len(cases), good, bad)
 	}
 }
 
@@ -313,8 +313,8 @@ func TestBadInputMixedBatch(t *testing.T) {
 		for i, cs := range mcases {
 			e := done.Acts[i]
 			if cs.reason == "" {
-				if e.State != "validated" {
-					t.Errorf("multipart %s: %s, attendue validated", cs.file(), describe(e))
+				if e.State != "archived" {
+					t.Errorf("multipart %s: %s, attendue archived", cs.file(), describe(e))
 				}
 				continue
 			}
@@ -587,8 +587,8 @@ func TestFileSizeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := waitBatch(t, c, b.ID)
-	if e := done.Acts[0]; e.State != "validated" {
-		t.Errorf("small.pdf: %s, attendue validated", describe(e))
+	if e := done.Acts[0]; e.State != "archived" {
+		t.Errorf("small.pdf: %s, attendue archived", describe(e))
 	}
 	// The entry whose file was over the size limit ends pdf_too_large
 	// (INTERFACE.md: "over the size limit → pdf_too_large"), not

@@ -79,12 +79,12 @@ func TestActIdentityAndVersions(t *testing.T) {
 	if b1.State != "done" {
 		t.Errorf("lot 1: état %s, attendu done", b1.State)
 	}
-	eA := wantEntry(t, b1, 0, "A.pdf", "validated", "", 1, false)
-	eCopy := wantEntry(t, b1, 1, "A-copy.pdf", "validated", "", 1, true)
+	eA := wantEntry(t, b1, 0, "A.pdf", "archived", "", 1, false)
+	eCopy := wantEntry(t, b1, 1, "A-copy.pdf", "archived", "", 1, true)
 	eIdx := wantEntry(t, b1, 2, "A-other-index.pdf", "rejected", model.ReasonIndexConflict, 0, false)
 	eDup := wantEntry(t, b1, 3, "B.pdf", "rejected", model.ReasonDuplicateAct, 0, false)
 	eRev := wantEntry(t, b1, 4, "B-replaces.pdf", "rejected", model.ReasonRevisionConflict, 0, false)
-	eC := wantEntry(t, b1, 5, "C.pdf", "validated", "", 1, false)
+	eC := wantEntry(t, b1, 5, "C.pdf", "archived", "", 1, false)
 	eBad := wantEntry(t, b1, 6, "bad.pdf", "rejected", model.ReasonNotPDF, 1, false)
 	if eA.ID == nil || eC.ID == nil || eBad.ID == nil {
 		t.Fatalf("ids manquants: %s %s %s", describe(eA), describe(eC), describe(eBad))
@@ -134,13 +134,13 @@ func TestActIdentityAndVersions(t *testing.T) {
 	if b2.State != "done" {
 		t.Errorf("lot 2: état %s, attendu done", b2.State)
 	}
-	wantEntry(t, b2, 0, "A.pdf", "validated", "", 1, true)
+	wantEntry(t, b2, 0, "A.pdf", "archived", "", 1, true)
 	wantEntry(t, b2, 1, "A-index.pdf", "rejected", model.ReasonIndexConflict, 0, false)
-	wantEntry(t, b2, 2, "A-corr.pdf", "validated", "", 2, false)
+	wantEntry(t, b2, 2, "A-corr.pdf", "archived", "", 2, false)
 	wantEntry(t, b2, 3, "D.pdf", "rejected", model.ReasonDuplicateAct, 0, false)
-	wantEntry(t, b2, 4, "D-rescan.pdf", "validated", "", 2, false)
+	wantEntry(t, b2, 4, "D-rescan.pdf", "archived", "", 2, false)
 	wantEntry(t, b2, 5, "E.pdf", "rejected", model.ReasonRevisionConflict, 0, false)
-	wantEntry(t, b2, 6, "fixed.pdf", "validated", "", 1, false)
+	wantEntry(t, b2, 6, "fixed.pdf", "archived", "", 1, false)
 	for i, want := range []string{actA, actA, actA, actC, actC, actC, act3} {
 		if e := b2.Acts[i]; e.ID == nil || *e.ID != want {
 			t.Errorf("lot 2, entrée %d (%s): id %v, attendu %s", i, e.File, deref(e.ID), want)
@@ -150,20 +150,20 @@ func TestActIdentityAndVersions(t *testing.T) {
 	// The act shows its versions and their history.
 	admin := s.Token(t, auth.RoleAdmin, "")
 	a, raw := getAct(t, s, admin, actA)
-	if a.CurrentVersion == nil || *a.CurrentVersion != 2 || a.State != "validated" {
-		t.Errorf("acte 1: current_version %v, état %s ; attendu 2, validated", deref(a.CurrentVersion), a.State)
+	if a.CurrentVersion == nil || *a.CurrentVersion != 2 || a.State != "archived" {
+		t.Errorf("acte 1: current_version %v, état %s ; attendu 2, archived", deref(a.CurrentVersion), a.State)
 	}
 	if len(a.Versions) != 2 {
 		t.Fatalf("acte 1: %d versions, attendu 2: %s", len(a.Versions), raw)
 	}
 	v1, v2 := a.Versions[0], a.Versions[1]
-	if v1.Version != 1 || v1.SHA256 != sha(pdfA) || v1.State != "validated" || v1.RevisionReason != nil {
+	if v1.Version != 1 || v1.SHA256 != sha(pdfA) || v1.State != "archived" || v1.RevisionReason != nil {
 		t.Errorf("acte 1, v1: %+v", v1)
 	}
-	if v2.Version != 2 || v2.SHA256 != sha(pdfA) || v2.State != "validated" || v2.RevisionReason == nil || *v2.RevisionReason != "correction_index" {
+	if v2.Version != 2 || v2.SHA256 != sha(pdfA) || v2.State != "archived" || v2.RevisionReason == nil || *v2.RevisionReason != "correction_index" {
 		t.Errorf("acte 1, v2: %+v", v2)
 	}
-	wantHistory(t, "acte 1", a.History, []string{"1:received", "1:validated", "2:received", "2:validated"})
+	wantHistory(t, "acte 1", a.History, []string{"1:received", "1:validated", "1:sealed", "1:archived", "2:received", "2:validated", "2:sealed", "2:archived"})
 	if strings.Contains(string(raw), `"persons"`) || strings.Contains(string(raw), "MARTIN") || strings.Contains(string(raw), "DUPONT") {
 		t.Errorf("acte sans ?persons=1: données personnelles présentes: %s", raw)
 	}
@@ -174,22 +174,22 @@ func TestActIdentityAndVersions(t *testing.T) {
 		a2.Versions[1].RevisionReason == nil || *a2.Versions[1].RevisionReason != "rescan" {
 		t.Errorf("acte 2: %s", raw2)
 	}
-	wantHistory(t, "acte 2", a2.History, []string{"1:received", "1:validated", "2:received", "2:validated"})
+	wantHistory(t, "acte 2", a2.History, []string{"1:received", "1:validated", "1:sealed", "1:archived", "2:received", "2:validated", "2:sealed", "2:archived"})
 
 	a3, raw3 := getAct(t, s, admin, act3)
-	if a3.CurrentVersion == nil || *a3.CurrentVersion != 1 || a3.State != "validated" {
+	if a3.CurrentVersion == nil || *a3.CurrentVersion != 1 || a3.State != "archived" {
 		t.Errorf("acte 3: current_version %v, état %s: %s", deref(a3.CurrentVersion), a3.State, raw3)
 	}
 	var current *store.VersionView
 	for i := range a3.Versions {
-		if a3.Versions[i].State == "validated" {
+		if a3.Versions[i].State == "archived" {
 			current = &a3.Versions[i]
 		}
 	}
 	if current == nil || current.Version != 1 || current.SHA256 != sha(fixed) {
 		t.Errorf("acte 3: la version validée doit être la v1 de fixed.pdf: %s", raw3)
 	}
-	wantHistory(t, "acte 3", a3.History, []string{"1:received", "1:rejected", "1:received", "1:validated"})
+	wantHistory(t, "acte 3", a3.History, []string{"1:received", "1:rejected", "1:received", "1:validated", "1:sealed", "1:archived"})
 
 	// Person data: only with ?persons=1 and a purpose, and every read is
 	// audited.

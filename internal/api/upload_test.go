@@ -73,7 +73,7 @@ func TestUploadValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Acts[0].State != "validated" || got.State != "done" {
+	if got.Acts[0].State != "archived" || got.State != "done" {
 		t.Fatalf("état %s / lot %s, raison %v", got.Acts[0].State, got.State, got.Acts[0].Reason)
 	}
 	var _ store.BatchView = got

@@ -6,6 +6,7 @@ package blob
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -182,4 +183,121 @@ func (s *Store) EnsureBuckets(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Archived is where an object version lives.
+type Archived struct {
+	Key       string
+	VersionID string
+	SHA256    string // hex
+}
+
+// ErrIntegrity: the archive holds other bytes than the ledger says.
+var ErrIntegrity = errors.New("intégrité rompue")
+
+// PutArchive writes exactly size bytes of r to the archive bucket under
+// key, write-once: If-None-Match: * (never a second version), a SHA-256
+// checksum the server verifies, COMPLIANCE retention until retainUntil.
+// If the key already exists (412: a previous attempt got there before a
+// crash), it succeeds only when the existing object's SHA-256 is
+// sha256hex, and returns that object's version.
+func (s *Store) PutArchive(ctx context.Context, key string, r io.Reader, size int64, sha256hex string, retainUntil time.Time) (Archived, error) {
+	raw, err := hex.DecodeString(sha256hex)
+	if err != nil || len(raw) != sha256.Size {
+		return Archived{}, fmt.Errorf("SHA-256 %q invalide", sha256hex)
+	}
+	opts := minio.PutObjectOptions{
+		ContentType: "application/pdf",
+		// The expected SHA-256 goes in the request's header: the server
+		// refuses a body with other bytes before creating any version, so
+		// a corrupted staging copy can never become a locked object.
+		UserMetadata:         map[string]string{"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(raw)},
+		DisableContentSha256: true, // see PutStaging
+		Mode:                 minio.Compliance,
+		RetainUntilDate:      retainUntil.UTC(),
+	}
+	opts.SetMatchETagExcept("*") // If-None-Match: *
+	info, err := s.c.PutObject(ctx, s.cfg.Archive, key, r, size, opts)
+	if resp := minio.ToErrorResponse(err); resp.Code == "BadDigest" || resp.Code == "XAmzContentChecksumMismatch" ||
+		strings.Contains(resp.Message, "did not match") {
+		return Archived{}, fmt.Errorf("%w: les octets déposés pour %s ne correspondent pas au SHA-256 attendu", ErrIntegrity, key)
+	}
+	if err == nil {
+		got, derr := checksumHex(info.ChecksumSHA256)
+		if derr == nil && got != "" && got != sha256hex {
+			return Archived{}, fmt.Errorf("%w: %s archivé avec SHA-256 %s, attendu %s", ErrIntegrity, key, got, sha256hex)
+		}
+		return Archived{Key: key, VersionID: info.VersionID, SHA256: sha256hex}, nil
+	}
+	if minio.ToErrorResponse(err).StatusCode != http.StatusPreconditionFailed {
+		return Archived{}, Classify(fmt.Errorf("archivage %s: %w", key, err))
+	}
+	st, herr := s.c.StatObject(ctx, s.cfg.Archive, key, minio.StatObjectOptions{Checksum: true})
+	if herr != nil {
+		return Archived{}, Classify(fmt.Errorf("archivage %s: objet existant illisible: %w", key, herr))
+	}
+	got, derr := checksumHex(st.ChecksumSHA256)
+	if derr != nil || got != sha256hex {
+		return Archived{}, fmt.Errorf("%w: %s existe déjà avec un autre contenu (SHA-256 %q)", ErrIntegrity, key, got)
+	}
+	return Archived{Key: key, VersionID: st.VersionID, SHA256: got}, nil
+}
+
+func checksumHex(b64 string) (string, error) {
+	if b64 == "" {
+		return "", nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(raw), nil
+}
+
+// ArchiveHead is what a HEAD of one archive version says.
+type ArchiveHead struct {
+	Size   int64
+	SHA256 string // hex, from the stored checksum
+}
+
+// HeadArchive reads one version's size and stored SHA-256.
+func (s *Store) HeadArchive(ctx context.Context, key, versionID string) (ArchiveHead, error) {
+	st, err := s.c.StatObject(ctx, s.cfg.Archive, key, minio.StatObjectOptions{VersionID: versionID, Checksum: true})
+	if err != nil {
+		if minio.ToErrorResponse(err).StatusCode == http.StatusNotFound {
+			return ArchiveHead{}, fmt.Errorf("%w: version %s de %s absente", ErrIntegrity, versionID, key)
+		}
+		return ArchiveHead{}, Classify(err)
+	}
+	sum, err := checksumHex(st.ChecksumSHA256)
+	return ArchiveHead{Size: st.Size, SHA256: sum}, err
+}
+
+// GetArchive opens one version of an archive object.
+func (s *Store) GetArchive(ctx context.Context, key, versionID string) (io.ReadCloser, error) {
+	obj, err := s.c.GetObject(ctx, s.cfg.Archive, key, minio.GetObjectOptions{VersionID: versionID})
+	if err != nil {
+		return nil, Classify(err)
+	}
+	if _, err := obj.Stat(); err != nil {
+		obj.Close()
+		if minio.ToErrorResponse(err).StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("%w: version %s de %s absente", ErrIntegrity, versionID, key)
+		}
+		return nil, Classify(err)
+	}
+	return obj, nil
+}
+
+// Versions lists every version of keys under prefix in the archive bucket
+// (for tests and audits: exactly one per archived act version).
+func (s *Store) Versions(ctx context.Context, prefix string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for o := range s.c.ListObjects(ctx, s.cfg.Archive, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
+		if o.Err != nil {
+			return nil, Classify(o.Err)
+		}
+		out[o.Key] = append(out[o.Key], o.VersionID)
+	}
+	return out, nil
 }

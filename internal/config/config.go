@@ -30,6 +30,10 @@ type Config struct {
 
 	TokenPepper string // secret: HMAC key for token hashes
 
+	SealCert        string // ETATCIVIL_SEAL_CERT: default seal certificate (PEM chain), a path
+	SealKey         string // ETATCIVIL_SEAL_KEY: default seal key, a path (PEM, or .p12/.pfx)
+	SealP12Password string // secret: ETATCIVIL_SEAL_P12_PASSWORD, for PKCS#12 seal files
+
 	Retention             Duration // ETATCIVIL_RETENTION, default 120y
 	RejectedRetentionDays int      // ETATCIVIL_REJECTED_RETENTION_DAYS
 	MaxFileSize           int64    // ETATCIVIL_MAX_FILE_SIZE, bytes
@@ -160,6 +164,9 @@ func load(getenv func(string) string) (*Config, error) {
 		S3AccessKey:           str("ETATCIVIL_S3_ACCESS_KEY", ""),
 		S3SecretKey:           secret("ETATCIVIL_S3_SECRET_KEY"),
 		TokenPepper:           secret("ETATCIVIL_TOKEN_PEPPER"),
+		SealCert:              str("ETATCIVIL_SEAL_CERT", ""),
+		SealKey:               str("ETATCIVIL_SEAL_KEY", ""),
+		SealP12Password:       secret("ETATCIVIL_SEAL_P12_PASSWORD"),
 		RejectedRetentionDays: int(integer("ETATCIVIL_REJECTED_RETENTION_DAYS", 30)),
 		MaxFileSize:           integer("ETATCIVIL_MAX_FILE_SIZE", 50<<20),
 		MaxManifestSize:       integer("ETATCIVIL_MAX_MANIFEST_SIZE", 64<<20),
@@ -227,6 +234,9 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_S3_ACCESS_KEY":            c.S3AccessKey,
 		"ETATCIVIL_S3_SECRET_KEY":            mask(c.S3SecretKey),
 		"ETATCIVIL_TOKEN_PEPPER":             mask(c.TokenPepper),
+		"ETATCIVIL_SEAL_CERT":                c.SealCert,
+		"ETATCIVIL_SEAL_KEY":                 c.SealKey,
+		"ETATCIVIL_SEAL_P12_PASSWORD":        mask(c.SealP12Password),
 		"ETATCIVIL_RETENTION":                c.Retention.String(),
 		"ETATCIVIL_REJECTED_RETENTION_DAYS":  strconv.Itoa(c.RejectedRetentionDays),
 		"ETATCIVIL_MAX_FILE_SIZE":            strconv.FormatInt(c.MaxFileSize, 10),

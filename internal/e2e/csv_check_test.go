@@ -110,7 +110,7 @@ func TestCSVManifestAndLocalCheck(t *testing.T) {
 		t.Fatalf("upload CSV: %v\n%s", err, errb.String())
 	}
 	b := decodeBatch(t, out.Bytes())
-	if b.Counts.Validated != 8 || b.Counts.Total != 8 {
+	if b.Counts.Archived != 8 || b.Counts.Total != 8 {
 		t.Fatalf("lot CSV: %+v\n%s", b.Counts, out.String())
 	}
 }

@@ -88,7 +88,7 @@ func TestUploadResume(t *testing.T) {
 	if sent := s.metric(t, "etatcivil_file_puts_total") - putsBefore; sent != int64(n-got) {
 		t.Fatalf("la reprise a envoyé %d fichiers, il en manquait %d", sent, n-got)
 	}
-	if b2.Counts.Validated != n || b2.State != "done" {
+	if b2.Counts.Archived != n || b2.State != "done" {
 		t.Fatalf("lot %s : %+v", b2.State, b2.Counts)
 	}
 

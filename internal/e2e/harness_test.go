@@ -52,7 +52,9 @@ func startServer(t testing.TB, extra ...string) *server {
 	_, bcfg := testenv.Blob(t)
 	s := &server{bin: bin, log: &bytes.Buffer{}}
 	api, ops := freePort(t), freePort(t)
+	pki := testenv.DevPKI(t)
 	s.env = append([]string{
+		"ETATCIVIL_SEAL_CERT=" + filepath.Join(pki, "dev-seal.pem"), "ETATCIVIL_SEAL_KEY=" + filepath.Join(pki, "dev-seal.key"),
 		"PATH=" + os.Getenv("PATH"),
 		"ETATCIVIL_DATABASE_URL=" + db,
 		"ETATCIVIL_ADDR=" + api, "ETATCIVIL_OPS_ADDR=" + ops,

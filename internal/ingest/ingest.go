@@ -18,6 +18,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -34,6 +35,14 @@ type Deps struct {
 	RetryBudget int           // infrastructure failures before "stalled"
 	BackoffMax  time.Duration // cap of the snooze between them
 	Workers     int           // jobs run at once by this process; 0: insert only
+	Sealer      seal.Sealer
+	Keys        *KeyRing
+	// RetainUntil gives the COMPLIANCE retention date of an object
+	// archived at t (ETATCIVIL_RETENTION after t).
+	RetainUntil           func(t time.Time) time.Time
+	RejectedRetentionDays int
+
+	jobs *Client // set by NewClient, for the next step's InsertTx
 }
 
 // Client is the River client and the way the rest of etatcivil enqueues.
@@ -46,11 +55,20 @@ type Client struct {
 func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &ValidateWorker{deps: deps})
+	river.AddWorker(workers, &SealWorker{deps: deps})
+	river.AddWorker(workers, &ArchiveWorker{deps: deps})
+	river.AddWorker(workers, &CleanupWorker{deps: deps})
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,
 		// A job stuck past its own timeout is rescued and retried.
 		RescueStuckJobsAfter: 10 * time.Minute,
+		// Run by the elected leader only, so once across all processes.
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
+				func() (river.JobArgs, *river.InsertOpts) { return CleanupArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+		},
 	}
 	if deps.Workers > 0 {
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: deps.Workers}}
@@ -59,7 +77,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client River: %w", err)
 	}
-	return &Client{River: c}, nil
+	client := &Client{River: c}
+	deps.jobs = client
+	return client, nil
 }
 
 // EnqueueValidate enqueues the validation of an entry in tx.
@@ -70,9 +90,18 @@ func (c *Client) EnqueueValidate(ctx context.Context, tx pgx.Tx, entryID string)
 
 // EnqueueFor enqueues the job that resumes an entry in state (for acts retry).
 func (c *Client) EnqueueFor(ctx context.Context, tx pgx.Tx, entryID string, state model.State) error {
+	var args river.JobArgs
 	switch state {
 	case model.StateReceived:
-		return c.EnqueueValidate(ctx, tx, entryID)
+		args = ValidateArgs{EntryID: entryID}
+	case model.StateValidated:
+		args = SealArgs{EntryID: entryID}
+	case model.StateSealed:
+		args = ArchiveArgs{EntryID: entryID}
+	}
+	if args != nil {
+		_, err := c.River.InsertTx(ctx, tx, args, nil)
+		return err
 	}
 	return fmt.Errorf("aucune étape à relancer depuis l'état %s", state)
 }
@@ -122,17 +151,18 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 	}
 	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
 	if err != nil {
-		return w.wait(ctx, wk, "s3_unavailable", err)
+		return waitFor(ctx, d, wk, model.StateReceived, "s3_unavailable", err)
 	}
 	defer obj.Close()
 	if size != wk.Size {
-		return w.wait(ctx, wk, "s3_unavailable", fmt.Errorf("objet de dépôt de %d octets, %d attendus", size, wk.Size))
+		return waitFor(ctx, d, wk, model.StateReceived, "staging_integrity", fmt.Errorf("objet de dépôt de %d octets, %d attendus", size, wk.Size))
 	}
 	res, err := pdfcheck.RunIsolated(ctx, d.PDFCheckExe, obj, size, d.Limits, d.Isolate)
 	var rej *model.Rejection
 	switch {
 	case errors.As(err, &rej):
-		if _, err := d.Store.MarkRejected(ctx, wk, model.StateReceived, rej); err != nil {
+		_, err := d.Store.MarkRejected(ctx, wk, model.StateReceived, rej)
+		if err != nil {
 			return err
 		}
 		return river.JobCancel(rej)
@@ -140,26 +170,19 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 		return ctx.Err() // shutdown or timeout: River retries the job
 	case err != nil:
 		// The child could not be fed (S3 stream broke) or not started.
-		return w.wait(ctx, wk, "s3_unavailable", err)
+		return waitFor(ctx, d, wk, model.StateReceived, "s3_unavailable", err)
 	}
-	_, err = d.Store.MarkValidated(ctx, wk, store.Validation{Pages: res.Pages, Version: res.Version, PDFA: res.PDFA}, nil)
+	crash("validate.before_commit")
+	// One transaction: the guarded state change, the next step, and this
+	// job's completion, so a crash can neither lose nor double a step.
+	_, err = d.Store.MarkValidated(ctx, wk, store.Validation{Pages: res.Pages, Version: res.Version, PDFA: res.PDFA}, func(tx pgx.Tx) error {
+		if _, err := d.jobs.River.InsertTx(ctx, tx, SealArgs{EntryID: wk.EntryID}, nil); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
 	return err
-}
-
-// wait records an infrastructure failure and snoozes the job with capped
-// exponential backoff; past the budget the entry is stalled and the job
-// ends (acts retry re-drives it).
-func (w *ValidateWorker) wait(ctx context.Context, wk store.Work, cause string, cerr error) error {
-	d := w.deps
-	n, stalled, err := d.Store.MarkWaiting(ctx, wk, model.StateReceived, cause, d.RetryBudget)
-	if err != nil {
-		return fmt.Errorf("%w (et enregistrement de l'attente: %w)", cerr, err)
-	}
-	d.Logger.Warn("étape en attente", "entry", wk.EntryID, "cause", cause, "failures", n, "stalled", stalled, "err", cerr)
-	if stalled {
-		return river.JobCancel(fmt.Errorf("bloqué après %d échecs: %w", n, cerr))
-	}
-	return river.JobSnooze(Backoff(n, d.BackoffMax))
 }
 
 // Backoff is 2^n seconds, capped at max.

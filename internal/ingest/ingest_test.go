@@ -116,7 +116,7 @@ func TestS3OutageWaitsStallsAndRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := bv.Acts[0].State
-		if st == "validated" {
+		if st == "archived" {
 			break
 		}
 		if st == "stalled" {

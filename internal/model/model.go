@@ -69,7 +69,7 @@ const (
 // State is the state of one act version (one manifest entry).
 type State string
 
-// Version states. Expected, Received, Sealed and Stalled are not terminal;
+// Version states. Expected, Received, Validated, Sealed and Stalled are not terminal;
 // Archived and Rejected are.
 const (
 	// StateExpected: the manifest names the file and the server waits for
@@ -84,10 +84,9 @@ const (
 )
 
 // Terminal reports whether no further processing will change s on its own.
-// Validated is terminal while the pipeline ends at validation.
 func (s State) Terminal() bool {
 	switch s {
-	case StateArchived, StateRejected, StateValidated:
+	case StateArchived, StateRejected:
 		return true
 	}
 	return false

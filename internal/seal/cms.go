@@ -39,7 +39,7 @@ var (
 	tagCertificates           = cbasn1.Tag(0).ContextSpecific().Constructed()
 	tagExplicit0              = cbasn1.Tag(0).ContextSpecific().Constructed()
 	tagDirectoryName          = cbasn1.Tag(4).ContextSpecific().Constructed()
-	maxSignatureOverheadBytes = 2048 // signed attributes, algorithm identifiers, signature value
+	maxSignatureOverheadBytes = 8 << 10 // attributes, signature value, and room for a later timestamp token
 )
 
 // signatureAlgorithm returns the CMS signatureAlgorithm OID for key, and
@@ -69,7 +69,7 @@ func addAlgorithm(b *cryptobyte.Builder, oid asn1.ObjectIdentifier, null bool) {
 	})
 }
 
-// addAttribute appends one Attribute ::= SEQUENCE { type, SET { value } }.
+// attribute encodes one Attribute ::= SEQUENCE { type, SET { value } }.
 func attribute(oid asn1.ObjectIdentifier, value func(*cryptobyte.Builder)) ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {

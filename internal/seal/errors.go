@@ -1,10 +1,3 @@
-// Package seal applies and checks the electronic seal of a hub on archived
-// PDF files: a PDF signature (SubFilter ETSI.CAdES.detached) appended to the
-// file by incremental update, so the scanned original stays byte for byte
-// the prefix of the sealed file.
-//
-// This is the PAdES B-B level without a timestamp; the seal-level work will
-// add B-T and later levels behind the same Sealer interface.
 package seal
 
 import "errors"

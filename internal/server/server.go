@@ -20,6 +20,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/config"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -50,10 +51,19 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 	if workers {
 		n = c.Workers
 	}
+	keys := &ingest.KeyRing{Store: st, P12Password: c.SealP12Password}
+	if c.SealKey != "" {
+		k, err := ingest.LoadKey(c.SealCert, c.SealKey, c.SealP12Password)
+		if err != nil {
+			return nil, fmt.Errorf("cachet par défaut (ETATCIVIL_SEAL_CERT/ETATCIVIL_SEAL_KEY): %w", err)
+		}
+		keys.Default = k
+	}
 	return &ingest.Deps{
 		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
 		Isolate:     pdfcheck.IsolateOptions{MemoryLimit: c.PDFCheckMemory, Timeout: c.PDFCheckTimeout},
 		RetryBudget: c.InfraRetryBudget, BackoffMax: c.InfraBackoffMax, Workers: n,
+		Sealer: seal.New(), Keys: keys, RetainUntil: c.Retention.AddTo, RejectedRetentionDays: c.RejectedRetentionDays,
 	}, nil
 }
 

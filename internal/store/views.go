@@ -95,6 +95,7 @@ func (s *Store) Batch(ctx context.Context, sc Scope, id string) (BatchView, erro
 			b.Counts.Archived++
 		case model.StateValidated:
 			b.Counts.Validated++
+			b.Counts.Pending++
 		case model.StateRejected:
 			b.Counts.Rejected++
 			if e.Reason != nil && *e.Reason == string(model.ReasonFileMissing) {
@@ -152,7 +153,7 @@ type ActSummary struct {
 }
 
 // currentStates are the states in which a version can be current.
-const currentStates = `('validated', 'sealed', 'archived')`
+const currentStates = `('archived')`
 
 // latestVersionSQL picks, per act, the newest version entry.
 const actSummarySelect = `SELECT a.id, a.commune, a.kind, a.year, a.number,
@@ -274,7 +275,8 @@ func (s *Store) Act(ctx context.Context, sc Scope, id string, persons bool) (Act
 		return a, err
 	}
 	a.ActSummary = sum
-	rows, err := s.Pool.Query(ctx, `SELECT id, version, sha256, state, reason, message, revision_reason, batch_id, file, pages, pdf_version, pdfa, flow, index_data
+	rows, err := s.Pool.Query(ctx, `SELECT id, version, sha256, state, reason, message, revision_reason, batch_id, file, pages, pdf_version, pdfa, flow, index_data,
+			sealed_sha256, archived_at, object_key, version_id
 		FROM entries WHERE act_id = $1 AND is_version ORDER BY version, created_at`, id)
 	if err != nil {
 		return a, err
@@ -282,7 +284,7 @@ func (s *Store) Act(ctx context.Context, sc Scope, id string, persons bool) (Act
 	a.Versions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (VersionView, error) {
 		var v VersionView
 		err := r.Scan(&v.entryID, &v.Version, &v.SHA256, &v.State, &v.Reason, &v.Message, &v.RevisionReason, &v.BatchID, &v.File,
-			&v.Pages, &v.PDFVersion, &v.PDFA, &v.Flow, &v.indexData)
+			&v.Pages, &v.PDFVersion, &v.PDFA, &v.Flow, &v.indexData, &v.SealedSHA256, &v.ArchivedAt, &v.ObjectKey, &v.VersionID)
 		return v, err
 	})
 	if err != nil {

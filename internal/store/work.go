@@ -14,28 +14,36 @@ import (
 type Work struct {
 	EntryID       string
 	BatchID       string
+	HubID         string
 	ActID         string
 	State         model.State
 	StagedKey     string
 	Size          int64
+	SHA256        string
 	InfraFailures int
+	Commune       string
+	Year          int
+	Kind          string
+	Number        int
+	Version       int
+	SealedKey     string
+	SealedSHA256  string
+	SealedSize    int64
+	ObjectKey     string
 }
 
 // Work loads an entry for a job.
 func (s *Store) Work(ctx context.Context, entryID string) (Work, error) {
 	var w Work
-	var staged *string
-	var size *int64
-	err := s.Pool.QueryRow(ctx, `SELECT id, batch_id, coalesce(act_id::text, ''), state, staged_key, received_size, infra_failures
-		FROM entries WHERE id = $1`, entryID).Scan(&w.EntryID, &w.BatchID, &w.ActID, &w.State, &staged, &size, &w.InfraFailures)
+	err := s.Pool.QueryRow(ctx, `SELECT e.id, e.batch_id, b.hub_id, coalesce(e.act_id::text, ''), e.state, coalesce(e.staged_key, ''),
+			coalesce(e.received_size, 0), coalesce(e.sha256, ''), e.infra_failures, coalesce(e.commune, ''), coalesce(e.year, 0),
+			coalesce(e.kind, ''), coalesce(e.number, 0), coalesce(e.version, 0), coalesce(e.sealed_key, ''), coalesce(e.sealed_sha256, ''),
+			coalesce(e.sealed_size, 0), coalesce(e.object_key, '')
+		FROM entries e JOIN batches b ON b.id = e.batch_id WHERE e.id = $1`, entryID).Scan(
+		&w.EntryID, &w.BatchID, &w.HubID, &w.ActID, &w.State, &w.StagedKey, &w.Size, &w.SHA256, &w.InfraFailures,
+		&w.Commune, &w.Year, &w.Kind, &w.Number, &w.Version, &w.SealedKey, &w.SealedSHA256, &w.SealedSize, &w.ObjectKey)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, fmt.Errorf("entrée %s: %w", entryID, ErrNotFound)
-	}
-	if staged != nil {
-		w.StagedKey = *staged
-	}
-	if size != nil {
-		w.Size = *size
 	}
 	return w, err
 }
@@ -71,7 +79,7 @@ func (s *Store) transition(ctx context.Context, w Work, from []model.State, fn f
 // (to enqueue the next step).
 func (s *Store) MarkValidated(ctx context.Context, w Work, v Validation, then func(pgx.Tx) error) (bool, error) {
 	return s.transition(ctx, w, []model.State{model.StateReceived}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE entries SET pages = $2, pdf_version = $3, pdfa = nullif($4, ''), infra_failures = 0 WHERE id = $1`,
+		_, err := tx.Exec(ctx, `UPDATE entries SET pages = $2, pdf_version = $3, pdfa = nullif($4, ''), infra_failures = 0, waiting = NULL WHERE id = $1`,
 			w.EntryID, v.Pages, v.Version, v.PDFA)
 		if err != nil {
 			return err

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -69,6 +72,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: pdfcheck.DefaultLimits(),
 		Isolate:     pdfcheck.IsolateOptions{Timeout: 60 * time.Second},
 		RetryBudget: 5, BackoffMax: 2 * time.Second, Workers: 4,
+		Sealer: seal.New(), Keys: &ingest.KeyRing{Store: st, Default: DevSeal(t)},
+		RetainUntil:           func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }, // tests never lock longer
+		RejectedRetentionDays: 30,
 	}
 	if opt.NoWorkers {
 		deps.Workers = 0
@@ -132,4 +138,37 @@ func (s *Stack) Token(t testing.TB, role auth.Role, hub string, communes ...stri
 		t.Fatal(err)
 	}
 	return text
+}
+
+var (
+	devOnce sync.Once
+	devDir  string
+	devErr  error
+)
+
+// DevPKI returns a directory holding the development CA and seal
+// (seal.DevCA), made once per test binary.
+func DevPKI(t testing.TB) string {
+	t.Helper()
+	devOnce.Do(func() {
+		devDir, devErr = os.MkdirTemp("", "etatcivil-devpki-")
+		if devErr == nil {
+			devErr = seal.DevCA(devDir)
+		}
+	})
+	if devErr != nil {
+		t.Fatalf("PKI de développement: %v", devErr)
+	}
+	return devDir
+}
+
+// DevSeal loads the development seal.
+func DevSeal(t testing.TB) *seal.Key {
+	t.Helper()
+	dir := DevPKI(t)
+	k, err := ingest.LoadKey(filepath.Join(dir, "dev-seal.pem"), filepath.Join(dir, "dev-seal.key"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

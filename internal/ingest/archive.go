@@ -1,0 +1,249 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/model"
+	"github.com/etatcivil/etatcivil/internal/seal"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// CrashEnv names the test hook that kills the process at a step
+// boundary: ETATCIVIL_CRASH_AT=seal.after_stage makes the first worker to
+// reach that point exit at once, as a kill -9 would. Production leaves it
+// unset.
+const CrashEnv = "ETATCIVIL_CRASH_AT"
+
+// Crash points, in pipeline order.
+var CrashPoints = []string{
+	"validate.before_commit",
+	"seal.before_stage",
+	"seal.after_stage",
+	"archive.after_put",
+	"archive.after_commit",
+}
+
+// crash exits the process when point is the configured crash point.
+func crash(point string) {
+	if os.Getenv(CrashEnv) == point {
+		fmt.Fprintf(os.Stderr, "etatcivil: arrêt brutal simulé au point %s\n", point)
+		os.Exit(70)
+	}
+}
+
+// SealedKey is the staging key of an entry's sealed bytes.
+func SealedKey(entryID string) string { return "sealed/" + entryID + ".pdf" }
+
+// ObjectKey is the archive key of a sealed version, readable by a person.
+func ObjectKey(w store.Work, sealedSHA256 string) string {
+	return fmt.Sprintf("acts/%s/%d/%s/%05d/v%d-%s.pdf", w.Commune, w.Year, w.Kind, w.Number, w.Version, sealedSHA256)
+}
+
+// SealArgs asks for the sealing of one validated entry.
+type SealArgs struct {
+	EntryID string `json:"entry_id"`
+}
+
+// Kind implements river.JobArgs.
+func (SealArgs) Kind() string { return "seal" }
+
+// InsertOpts: not unique, for the same reason as ValidateArgs.
+func (SealArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 10} }
+
+// SealWorker seals a validated file with its hub's seal into staging and
+// commits the sealed bytes' SHA-256 and size before any archive write.
+type SealWorker struct {
+	river.WorkerDefaults[SealArgs]
+	deps *Deps
+}
+
+// Timeout bounds one sealing.
+func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return 5 * time.Minute }
+
+// Work implements river.Worker.
+func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
+	d := w.deps
+	wk, err := d.Store.Work(ctx, job.Args.EntryID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if wk.State != model.StateValidated {
+		return nil
+	}
+	key, err := d.Keys.For(ctx, wk.HubID)
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateValidated, "seal_unavailable", err)
+	}
+	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateValidated, "s3_unavailable", err)
+	}
+	defer obj.Close()
+	crash("seal.before_stage")
+	sealed, n, err := d.Sealer.Seal(ctx, obj, size, key, seal.Options{
+		Reason: "Copie numérique fidèle du registre, cachet de l'opérateur " + wk.HubID,
+		Name:   key.Label, Location: "France", Time: time.Now(),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return waitFor(ctx, d, wk, model.StateValidated, "seal_error", err)
+	}
+	defer sealed.Close()
+	sk := SealedKey(wk.EntryID)
+	sum, err := d.Blob.PutStaging(ctx, sk, sealed, n)
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateValidated, "s3_unavailable", err)
+	}
+	crash("seal.after_stage")
+	certSum := sha256.Sum256(key.Certificate().Raw)
+	_, err = d.Store.MarkSealed(ctx, wk, store.Sealed{Key: sk, SHA256: sum, Size: n,
+		CertSHA256: hex.EncodeToString(certSum[:]), Subject: key.Certificate().Subject.String()}, func(tx pgx.Tx) error {
+		if _, err := d.jobs.River.InsertTx(ctx, tx, ArchiveArgs{EntryID: wk.EntryID}, nil); err != nil {
+			return err
+		}
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	return err
+}
+
+// ArchiveArgs asks for the archiving of one sealed entry.
+type ArchiveArgs struct {
+	EntryID string `json:"entry_id"`
+}
+
+// Kind implements river.JobArgs.
+func (ArchiveArgs) Kind() string { return "archive" }
+
+// InsertOpts: not unique, for the same reason as ValidateArgs.
+func (ArchiveArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 10} }
+
+// ArchiveWorker is the only writer of the archive bucket: it copies the
+// committed sealed bytes, write-once under COMPLIANCE retention.
+type ArchiveWorker struct {
+	river.WorkerDefaults[ArchiveArgs]
+	deps *Deps
+}
+
+// Timeout bounds one archive write.
+func (w *ArchiveWorker) Timeout(*river.Job[ArchiveArgs]) time.Duration { return 5 * time.Minute }
+
+// Work implements river.Worker.
+func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) error {
+	d := w.deps
+	wk, err := d.Store.Work(ctx, job.Args.EntryID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if wk.State != model.StateSealed {
+		return nil
+	}
+	obj, size, err := d.Blob.GetStaging(ctx, wk.SealedKey)
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateSealed, "s3_unavailable", err)
+	}
+	defer obj.Close()
+	if size != wk.SealedSize {
+		return waitFor(ctx, d, wk, model.StateSealed, "staging_integrity", fmt.Errorf("copie scellée de %d octets, %d attendus", size, wk.SealedSize))
+	}
+	key := ObjectKey(wk, wk.SealedSHA256)
+	until := d.RetainUntil(time.Now())
+	a, err := d.Blob.PutArchive(ctx, key, obj, size, wk.SealedSHA256, until)
+	if errors.Is(err, blob.ErrIntegrity) {
+		// The staged sealed bytes are not those committed: never archive
+		// them. The act stalls, visibly, for an operator.
+		return waitFor(ctx, d, wk, model.StateSealed, "staging_integrity", err)
+	}
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateSealed, "s3_unavailable", err)
+	}
+	crash("archive.after_put")
+	moved, err := d.Store.MarkArchived(ctx, wk, a.Key, a.VersionID, until, func(tx pgx.Tx) error {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	})
+	if err != nil || !moved {
+		return err
+	}
+	crash("archive.after_commit")
+	// Staging copies are no longer needed; the cleanup job catches any
+	// left behind.
+	removeStaging(ctx, d, wk)
+	return nil
+}
+
+func removeStaging(ctx context.Context, d *Deps, wk store.Work) {
+	for _, k := range []string{wk.StagedKey, wk.SealedKey} {
+		if k == "" {
+			continue
+		}
+		if err := d.Blob.RemoveStaging(ctx, k); err != nil {
+			d.Logger.Warn("suppression du dépôt", "key", k, "err", err)
+			return
+		}
+	}
+	if err := d.Store.StagingRemoved(ctx, wk.EntryID); err != nil {
+		d.Logger.Warn("suppression du dépôt", "entry", wk.EntryID, "err", err)
+	}
+}
+
+// CleanupArgs is the periodic removal of staging objects: archived
+// entries' at once (if the archive step could not), rejected ones after
+// ETATCIVIL_REJECTED_RETENTION_DAYS.
+type CleanupArgs struct{}
+
+// Kind implements river.JobArgs.
+func (CleanupArgs) Kind() string { return "staging_cleanup" }
+
+// CleanupWorker removes staging objects no longer needed.
+type CleanupWorker struct {
+	river.WorkerDefaults[CleanupArgs]
+	deps *Deps
+}
+
+// Work implements river.Worker.
+func (w *CleanupWorker) Work(ctx context.Context, job *river.Job[CleanupArgs]) error {
+	d := w.deps
+	before := time.Now().AddDate(0, 0, -d.RejectedRetentionDays)
+	list, err := d.Store.StagingToRemove(ctx, before, 500)
+	if err != nil {
+		return err
+	}
+	for _, wk := range list {
+		removeStaging(ctx, d, wk)
+	}
+	return nil
+}
+
+// waitFor records an infrastructure failure of a step and snoozes, or
+// stalls the entry past the budget.
+func waitFor(ctx context.Context, d *Deps, wk store.Work, from model.State, cause string, cerr error) error {
+	n, stalled, err := d.Store.MarkWaiting(ctx, wk, from, cause, d.RetryBudget)
+	if err != nil {
+		return fmt.Errorf("%w (et enregistrement de l'attente: %w)", cerr, err)
+	}
+	d.Logger.Warn("étape en attente", "entry", wk.EntryID, "state", from, "cause", cause, "failures", n, "stalled", stalled, "err", cerr)
+	if stalled {
+		return river.JobCancel(fmt.Errorf("bloqué après %d échecs: %w", n, cerr))
+	}
+	return river.JobSnooze(Backoff(n, d.BackoffMax))
+}

@@ -1,0 +1,272 @@
+package seal
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf16"
+)
+
+// Info describes a verified seal.
+type Info struct {
+	// Signer is the subject of the signer's certificate.
+	Signer string
+	// Certificate is the signer's certificate.
+	Certificate *x509.Certificate
+	// SigningTime is the /M entry of the signature dictionary: the time the
+	// signer claims, not evidence (zero if absent or unreadable).
+	SigningTime time.Time
+	// SubFilter is the signature's /SubFilter, e.g. "ETSI.CAdES.detached".
+	SubFilter string
+	// Reason and Location are the /Reason and /Location entries, if any.
+	Reason, Location string
+}
+
+var (
+	byteRangeRe = regexp.MustCompile(`/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]`)
+	subFilterRe = regexp.MustCompile(`/SubFilter\s*/([^\s/<>\[\]()]+)`)
+	// A PDF string: literal (with escapes, without nested parentheses,
+	// which Seal never writes) or hexadecimal.
+	mDateRe    = regexp.MustCompile(`/M\s*(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)`)
+	reasonRe   = regexp.MustCompile(`/Reason\s*(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)`)
+	locationRe = regexp.MustCompile(`/Location\s*(\((?:\\.|[^\\)])*\)|<[0-9A-Fa-f\s]*>)`)
+)
+
+// Verify checks the last signature of a sealed PDF, our own check beside
+// pdfsig and pdfcpu: its ByteRange must cover the whole file except the
+// Contents hex string, the CMS digest must match those bytes, the CMS
+// signature and signed attributes (content-type, message-digest,
+// signing-certificate-v2) must hold, and the signer must chain to roots at
+// the present time (the file has no timestamp to validate at an earlier
+// time).
+//
+// Errors wrap ErrNoSignature, ErrInvalidSignature or ErrUntrusted.
+//
+// Verify looks for the signature dictionary textually (the last
+// /ByteRange in the file), which suits the files Seal writes and most
+// signing tools, but not a signature dictionary inside an object stream.
+func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
+	locs := byteRangeRe.FindAllSubmatchIndex(sealed, -1)
+	if len(locs) == 0 {
+		return Info{}, ErrNoSignature
+	}
+	loc := locs[len(locs)-1]
+	var br [4]int64
+	for i := range br {
+		v, err := strconv.ParseInt(string(sealed[loc[2+2*i]:loc[3+2*i]]), 10, 64)
+		if err != nil {
+			return Info{}, fmt.Errorf("%w: ByteRange: %w", ErrInvalidSignature, err)
+		}
+		br[i] = v
+	}
+	size := int64(len(sealed))
+	cStart, cEnd := br[1], br[2]
+	if br[0] != 0 || cStart <= 0 || cEnd <= cStart+1 || cEnd+br[3] != size {
+		return Info{}, fmt.Errorf("%w: ByteRange %v does not cover the whole file of %d bytes", ErrInvalidSignature, br, size)
+	}
+	if sealed[cStart] != '<' || sealed[cEnd-1] != '>' {
+		return Info{}, fmt.Errorf("%w: ByteRange gap is not the Contents hex string", ErrInvalidSignature)
+	}
+	// The gap must be the /Contents value of the same dictionary.
+	if !bytes.HasSuffix(bytes.TrimRight(sealed[:cStart], " \t\r\n"), []byte("/Contents")) {
+		return Info{}, fmt.Errorf("%w: ByteRange gap does not follow /Contents", ErrInvalidSignature)
+	}
+	hexContents := sealed[cStart+1 : cEnd-1]
+	der := make([]byte, hex.DecodedLen(len(hexContents)))
+	if _, err := hex.Decode(der, hexContents); err != nil {
+		return Info{}, fmt.Errorf("%w: Contents: %w", ErrInvalidSignature, err)
+	}
+
+	si, err := parseCMS(der)
+	if err != nil {
+		return Info{}, err
+	}
+	h := si.digestAlg.New()
+	h.Write(sealed[:cStart])
+	h.Write(sealed[cEnd:])
+	if !si.contentType.Equal(oidData) {
+		return Info{}, fmt.Errorf("%w: content-type attribute missing or not id-data", ErrInvalidSignature)
+	}
+	if !bytes.Equal(si.messageDigest, h.Sum(nil)) {
+		return Info{}, fmt.Errorf("%w: message digest does not match the signed bytes", ErrInvalidSignature)
+	}
+	if si.certV2Hash != nil {
+		if sum := sha256.Sum256(si.signer.Raw); !bytes.Equal(si.certV2Hash, sum[:]) {
+			return Info{}, fmt.Errorf("%w: signing-certificate-v2 does not match the signer certificate", ErrInvalidSignature)
+		}
+	} else {
+		return Info{}, fmt.Errorf("%w: no signing-certificate-v2 attribute", ErrInvalidSignature)
+	}
+	if err := si.checkSignature(); err != nil {
+		return Info{}, err
+	}
+
+	if ku := si.signer.KeyUsage; ku != 0 && ku&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		return Info{}, fmt.Errorf("%w: signer certificate is not for signatures (key usage %#x)", ErrInvalidSignature, ku)
+	}
+	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer}
+	dict := sigDictText(sealed, loc[0], int(cStart), int(cEnd))
+	if m := subFilterRe.FindSubmatch(dict); m != nil {
+		info.SubFilter = string(m[1])
+	}
+	if m := mDateRe.FindSubmatch(dict); m != nil {
+		info.SigningTime = parsePDFDate(decodePDFString(string(m[1])))
+	}
+	if m := reasonRe.FindSubmatch(dict); m != nil {
+		info.Reason = decodePDFString(string(m[1]))
+	}
+	if m := locationRe.FindSubmatch(dict); m != nil {
+		info.Location = decodePDFString(string(m[1]))
+	}
+
+	inter := x509.NewCertPool()
+	for _, c := range si.certs {
+		if c != si.signer {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := si.signer.Verify(x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return info, fmt.Errorf("%w: %w", ErrUntrusted, err)
+	}
+	return info, nil
+}
+
+// sigDictText returns the text of the signature dictionary around the
+// ByteRange at brAt, from the "obj" keyword before it to the "endobj" after
+// it, without the Contents value [cStart, cEnd).
+func sigDictText(b []byte, brAt int, cStart, cEnd int) []byte {
+	start := bytes.LastIndex(b[:brAt], []byte(" obj"))
+	if start < 0 {
+		start = 0
+	}
+	from := max(brAt, cEnd)
+	end := len(b)
+	if i := bytes.Index(b[from:], []byte("endobj")); i >= 0 {
+		end = from + i
+	}
+	if start <= cStart && cEnd <= end {
+		return append(append([]byte{}, b[start:cStart]...), b[cEnd:end]...)
+	}
+	return b[start:end]
+}
+
+// decodePDFString decodes a literal "(...)" or hex "<...>" PDF string,
+// UTF-16BE if it has a byte order mark.
+func decodePDFString(s string) string {
+	var raw []byte
+	switch {
+	case strings.HasPrefix(s, "<"):
+		h := strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+				return -1
+			}
+			return r
+		}, strings.Trim(s, "<>"))
+		if len(h)%2 == 1 {
+			h += "0"
+		}
+		var err error
+		if raw, err = hex.DecodeString(h); err != nil {
+			return ""
+		}
+	default:
+		raw = unescapeLiteral(strings.TrimSuffix(strings.TrimPrefix(s, "("), ")"))
+	}
+	if len(raw) >= 2 && raw[0] == 0xFE && raw[1] == 0xFF {
+		u := make([]uint16, 0, len(raw)/2)
+		for i := 2; i+1 < len(raw); i += 2 {
+			u = append(u, uint16(raw[i])<<8|uint16(raw[i+1]))
+		}
+		return string(utf16.Decode(u))
+	}
+	return string(raw)
+}
+
+// parsePDFDate parses "D:YYYYMMDDHHmmSSOHH'mm'" and its shortened forms;
+// the zero time if it cannot.
+func parsePDFDate(s string) time.Time {
+	s = strings.TrimPrefix(s, "D:")
+	s = strings.ReplaceAll(s, "'", "")
+	if len(s) < 4 {
+		return time.Time{}
+	}
+	digits := s
+	tz := ""
+	if i := strings.IndexAny(s, "Z+-"); i >= 0 {
+		digits, tz = s[:i], s[i:]
+	}
+	layout := "20060102150405"
+	if len(digits) > len(layout) {
+		return time.Time{}
+	}
+	t, err := time.Parse(layout[:len(digits)], digits)
+	if err != nil {
+		return time.Time{}
+	}
+	if tz == "" || tz[0] == 'Z' {
+		return t.UTC()
+	}
+	sign := 1
+	if tz[0] == '-' {
+		sign = -1
+	}
+	tz = tz[1:]
+	hh, _ := strconv.Atoi(tz[:min(2, len(tz))])
+	mm := 0
+	if len(tz) >= 4 {
+		mm, _ = strconv.Atoi(tz[2:4])
+	}
+	return t.Add(-time.Duration(sign) * (time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute)).UTC()
+}
+
+// unescapeLiteral undoes the escapes of a PDF literal string's content.
+func unescapeLiteral(s string) []byte {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			out = append(out, c)
+			continue
+		}
+		i++
+		switch e := s[i]; e {
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case '\r', '\n': // line continuation
+			if e == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
+		default:
+			if e >= '0' && e <= '7' {
+				v := 0
+				j := i
+				for ; j < len(s) && j < i+3 && s[j] >= '0' && s[j] <= '7'; j++ {
+					v = v*8 + int(s[j]-'0')
+				}
+				out = append(out, byte(v))
+				i = j - 1
+				continue
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etatcivil/etatcivil/internal/model"
+)
+
+// Sealed is what the seal step committed: the sealed bytes in staging.
+type Sealed struct {
+	Key        string
+	SHA256     string
+	Size       int64
+	CertSHA256 string
+	Subject    string
+}
+
+// MarkSealed records the sealed bytes, guarded by state validated, and
+// runs then in the same transaction (next step's insert, job completion).
+// It reports false when the entry had already moved on.
+func (s *Store) MarkSealed(ctx context.Context, w Work, sl Sealed, then func(pgx.Tx) error) (bool, error) {
+	return s.transition(ctx, w, []model.State{model.StateValidated}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE entries SET sealed_key = $2, sealed_sha256 = $3, sealed_size = $4, seal_cert_sha256 = $5,
+			seal_subject = $6, sealed_at = now(), infra_failures = 0, waiting = NULL WHERE id = $1`,
+			w.EntryID, sl.Key, sl.SHA256, sl.Size, sl.CertSHA256, sl.Subject)
+		if err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateSealed, nil, ""); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+}
+
+// MarkArchived records the archive object version, guarded by state
+// sealed, and runs then in the same transaction.
+func (s *Store) MarkArchived(ctx context.Context, w Work, key, versionID string, retainUntil time.Time, then func(pgx.Tx) error) (bool, error) {
+	return s.transition(ctx, w, []model.State{model.StateSealed}, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE entries SET object_key = $2, version_id = $3, retain_until = $4, archived_at = now(),
+			infra_failures = 0, waiting = NULL WHERE id = $1`, w.EntryID, key, versionID, retainUntil)
+		if err != nil {
+			return err
+		}
+		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateArchived, nil, ""); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+}
+
+// StagingRemoved notes that an entry's staging objects are gone.
+func (s *Store) StagingRemoved(ctx context.Context, entryID string) error {
+	_, err := s.Pool.Exec(ctx, `UPDATE entries SET staging_removed_at = now() WHERE id = $1`, entryID)
+	return err
+}
+
+// StagingToRemove lists entries whose staging objects may go: archived
+// ones, and rejected ones older than rejectedBefore.
+func (s *Store) StagingToRemove(ctx context.Context, rejectedBefore time.Time, limit int) ([]Work, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT id FROM entries
+		WHERE staging_removed_at IS NULL AND (staged_key IS NOT NULL OR sealed_key IS NOT NULL)
+		  AND (state = 'archived' OR (state = 'rejected' AND updated_at < $1))
+		ORDER BY updated_at LIMIT $2`, rejectedBefore, limit)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Work, 0, len(ids))
+	for _, id := range ids {
+		w, err := s.Work(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// HubSeal is a hub's own seal configuration.
+type HubSeal struct {
+	CertPEM string
+	KeyRef  string
+}
+
+// HubSeal returns the hub's own seal; ok is false when the hub uses the
+// default seal.
+func (s *Store) HubSeal(ctx context.Context, hubID string) (HubSeal, bool, error) {
+	var h HubSeal
+	err := s.Pool.QueryRow(ctx, `SELECT cert_pem, key_ref FROM hub_seals WHERE hub_id = $1`, hubID).Scan(&h.CertPEM, &h.KeyRef)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return h, false, nil
+	}
+	return h, err == nil, err
+}
+
+// SetHubSeal sets (or rotates) a hub's seal.
+func (s *Store) SetHubSeal(ctx context.Context, actor Actor, hubID string, h HubSeal, certSHA256 string) error {
+	return s.Transact(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO hub_seals (hub_id, cert_pem, key_ref) SELECT id, $2, $3 FROM hubs WHERE id = $1
+			ON CONFLICT (hub_id) DO UPDATE SET cert_pem = excluded.cert_pem, key_ref = excluded.key_ref, set_at = now()`, hubID, h.CertPEM, h.KeyRef)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("opérateur %q: %w", hubID, ErrNotFound)
+		}
+		return audit(ctx, tx, Event{Actor: actor, Action: "hub.set_seal", Data: map[string]any{"hub": hubID, "cert_sha256": certSHA256}})
+	})
+}
+
+// ArchivedVersion locates one archived version of an act in scope.
+type ArchivedVersion struct {
+	ActID     string
+	Version   int
+	Key       string
+	VersionID string
+	SHA256    string
+	Size      int64
+	Original  string // SHA-256 of the file as received
+	OrigSize  int64
+}
+
+// ArchivedVersion returns version (0: the current one) of an act in sc,
+// or ErrNotFound. A hub reaches only the versions it uploaded.
+func (s *Store) ArchivedVersion(ctx context.Context, sc Scope, actID string, version int) (ArchivedVersion, error) {
+	var v ArchivedVersion
+	if _, err := parseUUID(actID); err != nil {
+		return v, fmt.Errorf("acte %q: %w", actID, ErrNotFound)
+	}
+	err := s.Pool.QueryRow(ctx, `SELECT e.act_id, e.version, e.object_key, e.version_id, e.sealed_sha256, e.sealed_size, e.sha256, e.size
+		FROM entries e JOIN acts a ON a.id = e.act_id
+		WHERE e.act_id = $1 AND e.is_version AND e.state = 'archived' AND ($2 = 0 OR e.version = $2)
+		  AND ($3::text[] IS NULL OR a.commune_chain && $3)
+		  AND ($4 = '' OR EXISTS (SELECT 1 FROM batches b WHERE b.id = e.batch_id AND b.hub_id = $4))
+		ORDER BY e.version DESC LIMIT 1`, actID, version, sc.communeFilter(), sc.HubID).
+		Scan(&v.ActID, &v.Version, &v.Key, &v.VersionID, &v.SHA256, &v.Size, &v.Original, &v.OrigSize)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, fmt.Errorf("acte %q (version archivée %d): %w", actID, version, ErrNotFound)
+	}
+	return v, err
+}
