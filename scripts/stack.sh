@@ -185,6 +185,10 @@ up() {
 	export ETATCIVIL_S3_BUCKET=etatcivil-archive ETATCIVIL_S3_STAGING_BUCKET=etatcivil-staging
 	export ETATCIVIL_S3_ACCESS_KEY="$access" ETATCIVIL_S3_SECRET_KEY="$secretkey"
 	export ETATCIVIL_TOKEN_PEPPER="$pepper" ETATCIVIL_RETENTION=1d
+	# A clearly labelled development CA and seal: the default seal of every
+	# hub without one of its own (hub set-seal).
+	"$EC" dev pki "$LOCAL/pki"
+	export ETATCIVIL_SEAL_CERT="$LOCAL/pki/dev-seal.pem" ETATCIVIL_SEAL_KEY="$LOCAL/pki/dev-seal.key"
 
 	"$EC" dev wait "http://$s3addr/" 30s
 	"$EC" migrate
@@ -225,6 +229,9 @@ export ETATCIVIL_S3_DATA_DIR=$LOCAL/s3
 export ETATCIVIL_REGISTRY_SIM=http://$simaddr
 export ETATCIVIL_TOKEN_PEPPER=$pepper
 export ETATCIVIL_RETENTION=1d
+export ETATCIVIL_SEAL_CERT=$LOCAL/pki/dev-seal.pem
+export ETATCIVIL_SEAL_KEY=$LOCAL/pki/dev-seal.key
+export ETATCIVIL_DEV_ROOT=$LOCAL/pki/dev-root.pem
 EOF
 	say "pile locale prête : API http://$api, opérations http://$ops, S3 http://$s3addr, simulateur http://$simaddr"
 	say "variables : . .local/env"

@@ -21,6 +21,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/manifest"
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -59,8 +60,10 @@ var Routes = []Route{
 	{"GET", "/api/v1/batches/{id}", hubAdmin, ScopeBatch, (*Server).getBatch},
 	{"PUT", "/api/v1/batches/{id}/files/{file}", hubAdmin, ScopeBatch, (*Server).putFile},
 	{"POST", "/api/v1/batches/{id}/submit", hubAdmin, ScopeBatch, (*Server).submitBatch},
+	{"GET", "/api/v1/batches/{id}/receipt", hubAdmin, ScopeBatch, (*Server).getReceipt},
 	{"GET", "/api/v1/acts", everyRole, ScopeNone, (*Server).listActs},
 	{"GET", "/api/v1/acts/{id}", everyRole, ScopeAct, (*Server).getAct},
+	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
 }
@@ -76,6 +79,8 @@ type Server struct {
 	Limits   Limits
 	Now      func() time.Time
 	Metrics  *Metrics
+	Sealer   seal.Sealer     // seals deposit receipts
+	Keys     *ingest.KeyRing // hubs' seals
 
 	failures failureLimiter
 }

@@ -15,6 +15,8 @@ type Metrics struct {
 	FilesReceived  atomic.Int64
 	BytesReceived  atomic.Int64
 	FilesMismatch  atomic.Int64
+	// IntegrityAlerts counts archive reads whose bytes differed from the ledger.
+	IntegrityAlerts atomic.Int64
 }
 
 // NewMetrics returns zeroed metrics.
@@ -43,5 +45,6 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	p("# TYPE etatcivil_files_received_total counter\netatcivil_files_received_total %d\n", m.FilesReceived.Load())
 	p("# TYPE etatcivil_bytes_received_total counter\netatcivil_bytes_received_total %d\n", m.BytesReceived.Load())
 	p("# TYPE etatcivil_files_mismatch_total counter\netatcivil_files_mismatch_total %d\n", m.FilesMismatch.Load())
+	p("# HELP etatcivil_integrity_alerts_total Archive reads whose bytes differed from the ledger.\n# TYPE etatcivil_integrity_alerts_total counter\netatcivil_integrity_alerts_total %d\n", m.IntegrityAlerts.Load())
 	return n, nil
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -73,6 +74,14 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+	case "pki":
+		if len(args) != 2 {
+			return usagef("dev pki DOSSIER")
+		}
+		if err := os.MkdirAll(args[1], 0o700); err != nil {
+			return err
+		}
+		return seal.DevCA(args[1])
 	case "expect":
 		if len(args) != 3 {
 			return usagef("dev expect DOSSIER LOT.json")

@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +19,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/config"
+	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/server"
 	"github.com/etatcivil/etatcivil/internal/store"
@@ -468,5 +473,48 @@ func cmdPDFCheck(ctx context.Context, env *Env, args []string) error {
 	if code != 0 {
 		return exitError{code, errors.New("contrôle PDF en échec")}
 	}
+	return nil
+}
+
+func cmdHubSetSeal(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "hub set-seal", "ID --cert FICHIER --key FICHIER|fichier.p12", `
+Donne à un opérateur son propre cachet (ou le renouvelle) : certificat
+(PEM, chaîne complète) et clé privée (PEM, ou fichier PKCS#12 .p12/.pfx
+dont le mot de passe est ETATCIVIL_SEAL_P12_PASSWORD). La clé reste un
+fichier du serveur : la base n'en garde que le chemin. Sans cachet propre,
+un opérateur est scellé avec le cachet par défaut (ETATCIVIL_SEAL_CERT,
+ETATCIVIL_SEAL_KEY). Le certificat utilisé est enregistré sur chaque version.`)
+	cert := fs.String("cert", "", "certificat du cachet (PEM) ; facultatif avec un .p12")
+	key := fs.String("key", "", "clé privée (PEM) ou fichier PKCS#12")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || *key == "" {
+		return usagef("un identifiant d'opérateur et --key sont obligatoires")
+	}
+	c, st, err := openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	keyPath, err := filepath.Abs(*key)
+	if err != nil {
+		return err
+	}
+	// Load it now: a seal that cannot sign is refused here, not at 3 a.m.
+	k, err := ingest.LoadKey(*cert, keyPath, c.SealP12Password)
+	if err != nil {
+		return err
+	}
+	var pemChain []byte
+	for _, crt := range k.Chain {
+		pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: crt.Raw})...)
+	}
+	sum := sha256.Sum256(k.Certificate().Raw)
+	if err := st.SetHubSeal(ctx, cliActor(env), pos[0], store.HubSeal{CertPEM: string(pemChain), KeyRef: keyPath}, hex.EncodeToString(sum[:])); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "cachet de %s : %s (valide jusqu'au %s)\n", pos[0], k.Certificate().Subject, k.Certificate().NotAfter.Format("2006-01-02"))
 	return nil
 }

@@ -57,7 +57,7 @@ type Options struct {
 	Bad bool
 	// SizeClass is SizeSmall (the default) or SizeRealistic.
 	SizeClass string
-	// GoodState is the state expected.json gives good entries, "validated"
+	// GoodState is the state expected.json gives good entries, "archived"
 	// if empty.
 	GoodState model.State
 	// Today bounds act dates: every act is drawn up before it. Recent
@@ -144,7 +144,7 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("sample: unknown size class %q (want %q or %q)", o.SizeClass, SizeSmall, SizeRealistic)
 	}
 	if o.GoodState == "" {
-		o.GoodState = model.StateValidated
+		o.GoodState = model.StateArchived
 	}
 	if o.Today.IsZero() {
 		o.Today = time.Date(2025, 1, 15, 0, 0, 0, 0, time.UTC)

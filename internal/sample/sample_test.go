@@ -123,7 +123,7 @@ func TestGenerateSmall(t *testing.T) {
 			}
 		} else {
 			good++
-			if e.State != model.StateValidated || e.Reason != nil {
+			if e.State != model.StateArchived || e.Reason != nil {
 				t.Errorf("%s: expected %v %v", a.File, e.State, e.Reason)
 			}
 			if !present {

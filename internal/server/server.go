@@ -140,6 +140,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		}
 		a := &api.Server{
 			Store: st, Blob: bl, Jobs: jobs, Communes: communes, Logger: logger, Metrics: metrics,
+			Sealer: deps.Sealer, Keys: deps.Keys,
 			Auth: &auth.Authenticator{Store: st, Hasher: pepper},
 			Limits: api.Limits{MaxFileSize: c.MaxFileSize, MaxManifestSize: c.MaxManifestSize,
 				AuthFailuresPerMinute: c.AuthFailuresPerMinute},

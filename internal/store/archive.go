@@ -154,3 +154,47 @@ func (s *Store) ArchivedVersion(ctx context.Context, sc Scope, actID string, ver
 	}
 	return v, err
 }
+
+// ManifestSHA256 returns the SHA-256 of a batch's manifest bytes.
+func (s *Store) ManifestSHA256(ctx context.Context, batchID string) (string, error) {
+	var sha string
+	err := s.Pool.QueryRow(ctx, `SELECT manifest_sha256 FROM batches WHERE id = $1`, batchID).Scan(&sha)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("lot %q: %w", batchID, ErrNotFound)
+	}
+	return sha, err
+}
+
+// ReceiptLines returns every entry of a batch for its deposit receipt;
+// ErrConflict while entries are still in progress.
+func (s *Store) ReceiptLines(ctx context.Context, batchID string) ([]ReceiptLine, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT e.idx, e.file, coalesce(e.sha256, ''), coalesce(h.sealed_sha256, e.sealed_sha256, ''),
+			coalesce(h.state, e.state), coalesce(h.reason, e.reason, ''), coalesce(h.archived_at, e.archived_at),
+			coalesce(h.object_key, e.object_key, '')
+		FROM entries e LEFT JOIN entries h ON h.id = e.matched_entry WHERE e.batch_id = $1 ORDER BY e.idx`, batchID)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ReceiptLine])
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		if !model.State(l.State).Terminal() {
+			return nil, fmt.Errorf("le lot n'est pas terminé (%s : %s) : %w", l.File, l.State, ErrConflict)
+		}
+	}
+	return lines, nil
+}
+
+// ReceiptLine is one entry of a receipt.
+type ReceiptLine struct {
+	Index        int
+	File         string
+	SHA256       string
+	SealedSHA256 string
+	State        string
+	Reason       string
+	ArchivedAt   *time.Time
+	ObjectKey    string
+}

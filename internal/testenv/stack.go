@@ -113,7 +113,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if lim.MaxManifestSize == 0 {
 		lim.MaxManifestSize = 8 << 20
 	}
-	a := &api.Server{Store: st, Blob: bl, Jobs: jobs, Communes: snap, Logger: logger,
+	a := &api.Server{Store: st, Blob: bl, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
