@@ -301,3 +301,12 @@ func (s *Store) Versions(ctx context.Context, prefix string) (map[string][]strin
 	}
 	return out, nil
 }
+
+// RemoveArchiveVersion tries to delete one archive version. Object lock
+// must refuse it; tests and `s3 check` rely on that refusal.
+func (s *Store) RemoveArchiveVersion(ctx context.Context, key, versionID string) error {
+	return s.c.RemoveObject(ctx, s.cfg.Archive, key, minio.RemoveObjectOptions{VersionID: versionID})
+}
+
+// ArchiveBucket names the archive bucket.
+func (s *Store) ArchiveBucket() string { return s.cfg.Archive }

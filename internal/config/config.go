@@ -45,6 +45,8 @@ type Config struct {
 	InfraRetryBudget      int           // ETATCIVIL_INFRA_RETRY_BUDGET: infrastructure failures before "stalled"
 	InfraBackoffMax       time.Duration // ETATCIVIL_INFRA_BACKOFF_MAX
 	ShutdownTimeout       time.Duration
+	RescueAfter           time.Duration // ETATCIVIL_RESCUE_AFTER: a job running longer is deemed lost (crashed worker) and retried
+	StepTimeout           time.Duration // ETATCIVIL_STEP_TIMEOUT: one seal or archive step
 	AuthFailuresPerMinute int
 }
 
@@ -177,6 +179,8 @@ func load(getenv func(string) string) (*Config, error) {
 		InfraRetryBudget:      int(integer("ETATCIVIL_INFRA_RETRY_BUDGET", 40)),
 		InfraBackoffMax:       dur("ETATCIVIL_INFRA_BACKOFF_MAX", 5*time.Minute),
 		ShutdownTimeout:       dur("ETATCIVIL_SHUTDOWN_TIMEOUT", 30*time.Second),
+		RescueAfter:           dur("ETATCIVIL_RESCUE_AFTER", 10*time.Minute),
+		StepTimeout:           dur("ETATCIVIL_STEP_TIMEOUT", 5*time.Minute),
 		AuthFailuresPerMinute: int(integer("ETATCIVIL_AUTH_FAILURES_PER_MINUTE", 30)),
 	}
 	ret, err := ParseDuration(str("ETATCIVIL_RETENTION", "120y"))
@@ -248,6 +252,8 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_INFRA_RETRY_BUDGET":       strconv.Itoa(c.InfraRetryBudget),
 		"ETATCIVIL_INFRA_BACKOFF_MAX":        c.InfraBackoffMax.String(),
 		"ETATCIVIL_SHUTDOWN_TIMEOUT":         c.ShutdownTimeout.String(),
+		"ETATCIVIL_RESCUE_AFTER":             c.RescueAfter.String(),
+		"ETATCIVIL_STEP_TIMEOUT":             c.StepTimeout.String(),
 		"ETATCIVIL_AUTH_FAILURES_PER_MINUTE": strconv.Itoa(c.AuthFailuresPerMinute),
 	}
 	out := make([]string, 0, len(m))

@@ -270,13 +270,7 @@ func writeJSON(t *testing.T, path string, v any) {
 // receivedCount is how many entries have their file, from the database.
 func receivedCount(t *testing.T, s *server) int {
 	t.Helper()
-	var url string
-	for _, e := range s.env {
-		if v, ok := strings.CutPrefix(e, "ETATCIVIL_DATABASE_URL="); ok {
-			url = v
-		}
-	}
-	conn, err := pgx.Connect(context.Background(), url)
+	conn, err := pgx.Connect(context.Background(), s.dbURL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,19 +19,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/testenv"
 )
 
 // server is a running "etatcivil serve" process and the environment that
 // reaches it.
 type server struct {
-	bin   string
-	env   []string // ETATCIVIL_* for server-side commands
-	url   string
-	ops   string
-	admin string
-	cmd   *exec.Cmd
-	log   *bytes.Buffer
+	bin    string
+	env    []string // ETATCIVIL_* for server-side commands
+	blob   *blob.Store
+	url    string
+	ops    string
+	admin  string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	log    *bytes.Buffer
 }
 
 func freePort(t testing.TB) string {
@@ -47,10 +52,16 @@ func freePort(t testing.TB) string {
 // creates hub "smica" (Rodez, Millau, Villefranche) and an admin token.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
+	return startServerArgs(t, []string{"serve"}, extra...)
+}
+
+// startServerArgs is startServer with the serve command's arguments.
+func startServerArgs(t testing.TB, args []string, extra ...string) *server {
+	t.Helper()
 	bin := testenv.Bin(t, "etatcivil")
 	db := testenv.DatabaseURL(t)
-	_, bcfg := testenv.Blob(t)
-	s := &server{bin: bin, log: &bytes.Buffer{}}
+	bl, bcfg := testenv.Blob(t)
+	s := &server{bin: bin, log: &bytes.Buffer{}, blob: bl}
 	api, ops := freePort(t), freePort(t)
 	pki := testenv.DevPKI(t)
 	s.env = append([]string{
@@ -67,12 +78,14 @@ func startServer(t testing.TB, extra ...string) *server {
 	s.url, s.ops = "http://"+api, "http://"+ops
 	s.run(t, "hub", "create", "smica", "--name", "SMICA", "--communes", "12202,12145,12300")
 	s.admin = strings.TrimSpace(s.run(t, "token", "create", "--role", "admin", "--name", "e2e admin"))
-	s.cmd = exec.Command(bin, "serve")
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(s.stop)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -83,7 +96,12 @@ func startServer(t testing.TB, extra ...string) *server {
 				break
 			}
 		}
-		if time.Now().After(deadline) || s.cmd.ProcessState != nil {
+		select {
+		case <-s.exited:
+			t.Fatalf("le serveur s'est arrêté:\n%s", s.log)
+		default:
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("le serveur n'est pas prêt:\n%s", s.log)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -92,17 +110,15 @@ func startServer(t testing.TB, extra ...string) *server {
 }
 
 func (s *server) stop() {
-	if s.cmd == nil || s.cmd.Process == nil || s.cmd.ProcessState != nil {
+	if s.exited == nil {
 		return
 	}
 	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(20 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 }
 
@@ -227,4 +243,54 @@ func readAll(t *testing.T, r io.Reader) string {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+func (s *server) archiveBucket() string { return s.blob.ArchiveBucket() }
+
+// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// dbURL is the server's database.
+func (s *server) dbURL() string {
+	for _, e := range s.env {
+		if v, ok := strings.CutPrefix(e, "ETATCIVIL_DATABASE_URL="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// jobs describes River's jobs, for failure messages.
+func (s *server) jobs(t testing.TB) string {
+	conn, err := pgx.Connect(context.Background(), s.dbURL())
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), `SELECT kind || ' ' || state || ' attempt ' || attempt || ' ' || coalesce(errors::text, '') FROM river_job ORDER BY id`)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for rows.Next() {
+		var l string
+		_ = rows.Scan(&l)
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }

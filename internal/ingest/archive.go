@@ -69,7 +69,7 @@ type SealWorker struct {
 }
 
 // Timeout bounds one sealing.
-func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return 5 * time.Minute }
+func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return w.deps.stepTimeout() }
 
 // Work implements river.Worker.
 func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
@@ -142,7 +142,7 @@ type ArchiveWorker struct {
 }
 
 // Timeout bounds one archive write.
-func (w *ArchiveWorker) Timeout(*river.Job[ArchiveArgs]) time.Duration { return 5 * time.Minute }
+func (w *ArchiveWorker) Timeout(*river.Job[ArchiveArgs]) time.Duration { return w.deps.stepTimeout() }
 
 // Work implements river.Worker.
 func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) error {
@@ -219,6 +219,9 @@ type CleanupWorker struct {
 	river.WorkerDefaults[CleanupArgs]
 	deps *Deps
 }
+
+// Timeout bounds one cleanup round.
+func (w *CleanupWorker) Timeout(*river.Job[CleanupArgs]) time.Duration { return w.deps.stepTimeout() }
 
 // Work implements river.Worker.
 func (w *CleanupWorker) Work(ctx context.Context, job *river.Job[CleanupArgs]) error {

@@ -4,6 +4,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,13 @@ type Deps struct {
 	// archived at t (ETATCIVIL_RETENTION after t).
 	RetainUntil           func(t time.Time) time.Time
 	RejectedRetentionDays int
+	// RescueAfter: a job still running after this long is deemed lost
+	// (its worker crashed) and retried; longer than every step's timeout.
+	RescueAfter time.Duration
+	// StepTimeout bounds one seal, archive or cleanup run, and the S3
+	// part of a validation. River deems a job lost (its worker died) only
+	// once it has run longer than its timeout and RescueAfter.
+	StepTimeout time.Duration
 
 	jobs *Client // set by NewClient, for the next step's InsertTx
 }
@@ -61,8 +69,11 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,
-		// A job stuck past its own timeout is rescued and retried.
-		RescueStuckJobsAfter: 10 * time.Minute,
+		// A job whose worker died is rescued and retried after this; the
+		// guarded state changes make the retry harmless.
+		RescueStuckJobsAfter: cmp.Or(deps.RescueAfter, 10*time.Minute),
+		// No global timeout: each worker sets its own (Timeout methods).
+		JobTimeout: -1,
 		// Run by the elected leader only, so once across all processes.
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
@@ -133,7 +144,7 @@ type ValidateWorker struct {
 // Timeout bounds one validation: the child's own timeout plus the time
 // to stream the file from S3.
 func (w *ValidateWorker) Timeout(*river.Job[ValidateArgs]) time.Duration {
-	return w.deps.Isolate.Timeout + 2*time.Minute
+	return w.deps.Isolate.Timeout + w.deps.stepTimeout()
 }
 
 // Work implements river.Worker.
@@ -196,3 +207,5 @@ func Backoff(n int, max time.Duration) time.Duration {
 	}
 	return d
 }
+
+func (d *Deps) stepTimeout() time.Duration { return cmp.Or(d.StepTimeout, 5*time.Minute) }

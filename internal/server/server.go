@@ -64,6 +64,7 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 		Isolate:     pdfcheck.IsolateOptions{MemoryLimit: c.PDFCheckMemory, Timeout: c.PDFCheckTimeout},
 		RetryBudget: c.InfraRetryBudget, BackoffMax: c.InfraBackoffMax, Workers: n,
 		Sealer: seal.New(), Keys: keys, RetainUntil: c.Retention.AddTo, RejectedRetentionDays: c.RejectedRetentionDays,
+		RescueAfter: c.RescueAfter, StepTimeout: c.StepTimeout,
 	}, nil
 }
 
