@@ -250,3 +250,38 @@ func waitFor(ctx context.Context, d *Deps, wk store.Work, from model.State, caus
 	}
 	return river.JobSnooze(Backoff(n, d.BackoffMax))
 }
+
+// SweepArgs is the periodic re-drive of orphaned entries: in a working
+// state with no job to move them (see store.Orphans).
+type SweepArgs struct{}
+
+// Kind implements river.JobArgs.
+func (SweepArgs) Kind() string { return "orphan_sweep" }
+
+// SweepWorker re-enqueues orphaned entries.
+type SweepWorker struct {
+	river.WorkerDefaults[SweepArgs]
+	deps *Deps
+}
+
+// Timeout bounds one sweep.
+func (w *SweepWorker) Timeout(*river.Job[SweepArgs]) time.Duration { return w.deps.stepTimeout() }
+
+// Work implements river.Worker.
+func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error {
+	d := w.deps
+	// Twice the longest step: a job that is merely slow is never doubled.
+	idle := 2 * (d.Isolate.Timeout + d.stepTimeout())
+	list, err := d.Store.Orphans(ctx, idle, 500)
+	if err != nil {
+		return err
+	}
+	for _, wk := range list {
+		err := d.Store.Transact(ctx, func(tx pgx.Tx) error { return d.jobs.EnqueueFor(ctx, tx, wk.EntryID, wk.State) })
+		if err != nil {
+			return err
+		}
+		d.Logger.Warn("entrée orpheline relancée", "entry", wk.EntryID, "state", wk.State)
+	}
+	return nil
+}

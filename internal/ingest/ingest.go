@@ -66,6 +66,7 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	river.AddWorker(workers, &SealWorker{deps: deps})
 	river.AddWorker(workers, &ArchiveWorker{deps: deps})
 	river.AddWorker(workers, &CleanupWorker{deps: deps})
+	river.AddWorker(workers, &SweepWorker{deps: deps})
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,
@@ -78,6 +79,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return CleanupArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
+				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		},
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -176,4 +177,33 @@ func (s *Store) RetryStalled(ctx context.Context, actor Actor, sc Scope, ids []s
 		return nil
 	})
 	return done, err
+}
+
+// Orphans lists entries left in a working state (received, validated,
+// sealed) for longer than idle with no River job that would move them:
+// after an upgrade that added a step, or a job lost by an operator. The
+// caller re-enqueues them.
+func (s *Store) Orphans(ctx context.Context, idle time.Duration, limit int) ([]Work, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT e.id FROM entries e
+		WHERE e.state IN ('received', 'validated', 'sealed') AND e.updated_at < now() - make_interval(secs => $1)
+		  AND NOT EXISTS (SELECT 1 FROM river_job j
+			WHERE j.args @> jsonb_build_object('entry_id', e.id::text)
+			  AND j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending'))
+		ORDER BY e.updated_at LIMIT $2`, idle.Seconds(), limit)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Work, 0, len(ids))
+	for _, id := range ids {
+		w, err := s.Work(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }
