@@ -5,10 +5,8 @@ package api_test
 
 import (
 	"bytes"
-	"compress/flate"
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -274,32 +272,9 @@ var (
 	bomb     []byte
 )
 
-// gigaBomb returns about 1 MB of zlib data that inflates to 1 GiB of
-// zeros, built once with a streaming flate writer: two mebibytes are
-// compressed, and the sync-flushed segment of the second (back-references
-// into a window of zeros) is repeated for every further mebibyte.
+// gigaBomb returns about 1 MB of zlib data that inflates to 1 GiB of zeros.
 func gigaBomb() []byte {
-	bombOnce.Do(func() {
-		const chunk = 1 << 20
-		const chunks = 1 << 10 // 1 GiB
-		zeros := make([]byte, chunk)
-		out := bytes.NewBuffer([]byte{0x78, 0xda}) // zlib header, best compression
-		fw, _ := flate.NewWriter(out, flate.BestCompression)
-		fw.Write(zeros)
-		fw.Flush()
-		mark := out.Len()
-		fw.Write(zeros)
-		fw.Flush()
-		seg := bytes.Clone(out.Bytes()[mark:])
-		for i := 2; i < chunks; i++ {
-			out.Write(seg)
-		}
-		out.Write([]byte{0x01, 0x00, 0x00, 0xff, 0xff}) // final empty stored block
-		// Adler-32 of zeros: s1 stays 1, s2 grows by 1 per byte.
-		s2 := uint32((int64(chunks) * chunk) % 65521)
-		out.Write(binary.BigEndian.AppendUint32(nil, s2<<16|1))
-		bomb = out.Bytes()
-	})
+	bombOnce.Do(func() { bomb = pdfgen.ZeroFlate(1 << 30) })
 	return bomb
 }
 

@@ -74,15 +74,9 @@ func (w *SealWorker) Timeout(*river.Job[SealArgs]) time.Duration { return w.deps
 // Work implements river.Worker.
 func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 	d := w.deps
-	wk, err := d.Store.Work(ctx, job.Args.EntryID)
-	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(err)
-	}
-	if err != nil {
+	wk, ok, err := load(ctx, d, job.Args.EntryID, model.StateValidated)
+	if !ok {
 		return err
-	}
-	if wk.State != model.StateValidated {
-		return nil
 	}
 	key, err := d.Keys.For(ctx, wk.HubID)
 	if err != nil {
@@ -147,15 +141,9 @@ func (w *ArchiveWorker) Timeout(*river.Job[ArchiveArgs]) time.Duration { return 
 // Work implements river.Worker.
 func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) error {
 	d := w.deps
-	wk, err := d.Store.Work(ctx, job.Args.EntryID)
-	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(err)
-	}
-	if err != nil {
+	wk, ok, err := load(ctx, d, job.Args.EntryID, model.StateSealed)
+	if !ok {
 		return err
-	}
-	if wk.State != model.StateSealed {
-		return nil
 	}
 	obj, size, err := d.Blob.GetStaging(ctx, wk.SealedKey)
 	if err != nil {

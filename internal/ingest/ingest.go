@@ -154,15 +154,9 @@ func (w *ValidateWorker) Timeout(*river.Job[ValidateArgs]) time.Duration {
 // Work implements river.Worker.
 func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs]) error {
 	d := w.deps
-	wk, err := d.Store.Work(ctx, job.Args.EntryID)
-	if errors.Is(err, store.ErrNotFound) {
-		return river.JobCancel(err)
-	}
-	if err != nil {
-		return err // database trouble: River retries with backoff
-	}
-	if wk.State != model.StateReceived {
-		return nil // done already, or re-driven elsewhere
+	wk, ok, err := load(ctx, d, job.Args.EntryID, model.StateReceived)
+	if !ok {
+		return err
 	}
 	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
 	if err != nil {
@@ -213,3 +207,18 @@ func Backoff(n int, max time.Duration) time.Duration {
 }
 
 func (d *Deps) stepTimeout() time.Duration { return cmp.Or(d.StepTimeout, 5*time.Minute) }
+
+// load reads a job's entry. ok is false when there is nothing to do: the
+// entry is gone (err is a JobCancel), the database failed (err, retried by
+// River), or the entry is no longer in state (done already, or re-driven
+// elsewhere: err is nil).
+func load(ctx context.Context, d *Deps, entryID string, state model.State) (store.Work, bool, error) {
+	wk, err := d.Store.Work(ctx, entryID)
+	if errors.Is(err, store.ErrNotFound) {
+		return wk, false, river.JobCancel(err)
+	}
+	if err != nil {
+		return wk, false, err
+	}
+	return wk, wk.State == state, nil
+}

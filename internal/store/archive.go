@@ -73,22 +73,7 @@ func (s *Store) StagingToRemove(ctx context.Context, rejectedBefore time.Time, l
 		WHERE staging_removed_at IS NULL AND (staged_key IS NOT NULL OR sealed_key IS NOT NULL)
 		  AND (state = 'archived' OR (state = 'rejected' AND updated_at < $1))
 		ORDER BY updated_at LIMIT $2`, rejectedBefore, limit)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Work, 0, len(ids))
-	for _, id := range ids {
-		w, err := s.Work(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, nil
+	return s.works(ctx, rows, err)
 }
 
 // HubSeal is a hub's own seal configuration.

@@ -190,6 +190,11 @@ func (s *Store) Orphans(ctx context.Context, idle time.Duration, limit int) ([]W
 			WHERE j.args @> jsonb_build_object('entry_id', e.id::text)
 			  AND j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending'))
 		ORDER BY e.updated_at LIMIT $2`, idle.Seconds(), limit)
+	return s.works(ctx, rows, err)
+}
+
+// works loads the Work of each entry id that rows yield.
+func (s *Store) works(ctx context.Context, rows pgx.Rows, err error) ([]Work, error) {
 	if err != nil {
 		return nil, err
 	}
