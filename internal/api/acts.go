@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -25,8 +26,12 @@ func purpose(r *http.Request) (string, string, error) {
 			Detail: "Toute lecture de données personnelles doit indiquer sa finalité dans l'en-tête Etatcivil-Purpose : delivrance_copie, mise_a_jour, controle, contentieux, archivage ou autre."}
 	}
 	reason := r.Header.Get("Etatcivil-Reason")
-	if len(reason) > 1000 {
-		reason = reason[:1000]
+	if !utf8.ValidString(reason) {
+		return "", "", &Problem{Status: 400, Type: "reason_invalid", Title: "Motif illisible",
+			Detail: "L'en-tête Etatcivil-Reason doit être du texte UTF-8."}
+	}
+	if r := []rune(reason); len(r) > 500 {
+		reason = string(r[:500])
 	}
 	return p, reason, nil
 }

@@ -208,7 +208,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 			if e.status == 401 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="etatcivil"`)
 			}
-			writeProblem(w, &Problem{Status: e.status, Type: e.typ, Title: e.title, Detail: err.Error()})
+			detail := err.Error()
+			if e.status >= 500 {
+				// Storage internals stay in the log, not in answers.
+				s.Logger.Warn("stockage indisponible", "route", r.Pattern, "err", err)
+				detail = "Le stockage ne répond pas pour le moment. Réessayez dans quelques instants."
+			}
+			writeProblem(w, &Problem{Status: e.status, Type: e.typ, Title: e.title, Detail: detail})
 			return
 		}
 	}

@@ -365,7 +365,8 @@ func (s *Server) receivePart(ctx context.Context, p auth.Principal, batchID, fil
 	if hc.n > s.Limits.MaxFileSize {
 		return fmt.Sprintf("fichier %q : dépasse la taille maximale.", file)
 	}
-	if perr != nil && !errors.Is(perr, blob.ErrShortBody) {
+	if perr != nil && !(errors.Is(perr, blob.ErrShortBody) && hc.n < slot.Size) {
+		// Nothing was stored: record nothing (the file stays missing).
 		return fmt.Sprintf("fichier %q : stockage indisponible, renvoyez-le.", file)
 	}
 	sha := hex.EncodeToString(hc.h.Sum(nil))

@@ -41,7 +41,7 @@ func (s *Server) getPDF(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if errors.Is(err, blob.ErrIntegrity) {
 		s.integrityAlert(ctx, p, v, err)
 		return &Problem{Status: 500, Type: "integrity_error", Title: "Intégrité rompue",
-			Detail: fmt.Sprintf("La version %d de l'acte archivé ne correspond pas au registre (%v). Aucune donnée n'est envoyée ; une alerte d'intégrité a été levée.", v.Version, err)}
+			Detail: fmt.Sprintf("La version %d de l'acte archivé ne correspond pas au registre (empreinte ou taille différente). Aucune donnée n'est envoyée ; une alerte d'intégrité a été levée.", v.Version)}
 	}
 	if err != nil {
 		return err

@@ -102,7 +102,8 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 // key, hashing them on the way. It returns their SHA-256 (hex). A body
 // shorter or longer than size is ErrShortBody and nothing is kept.
 func (s *Store) PutStaging(ctx context.Context, key string, r io.Reader, size int64) (string, error) {
-	hr := &hashingReader{r: io.LimitReader(r, size), h: sha256.New()}
+	src := &eofReader{r: r}
+	hr := &hashingReader{r: io.LimitReader(src, size), h: sha256.New()}
 	_, err := s.c.PutObject(ctx, s.cfg.Staging, key, hr, size, minio.PutObjectOptions{
 		ContentType: "application/pdf",
 		// The body streams with a trailing SHA-256 checksum that the
@@ -111,9 +112,14 @@ func (s *Store) PutStaging(ctx context.Context, key string, r io.Reader, size in
 		// signed chunks with a trailer).
 		Checksum:             minio.ChecksumSHA256,
 		DisableContentSha256: true,
+		// One streamed PUT (S3 takes up to 5 GiB so): multipart would
+		// buffer parts of 16 MiB in memory.
+		DisableMultipart: true,
 	})
 	if err != nil {
-		if hr.n != size {
+		// Short only if the source itself ended early; a failure of S3
+		// mid-stream is S3's.
+		if src.eof && hr.n != size {
 			return "", fmt.Errorf("%w (%d octets sur %d)", ErrShortBody, hr.n, size)
 		}
 		return "", Classify(fmt.Errorf("dépôt %s: %w", key, err))
@@ -213,8 +219,11 @@ func (s *Store) PutArchive(ctx context.Context, key string, r io.Reader, size in
 		// a corrupted staging copy can never become a locked object.
 		UserMetadata:         map[string]string{"X-Amz-Checksum-Sha256": base64.StdEncoding.EncodeToString(raw)},
 		DisableContentSha256: true, // see PutStaging
-		Mode:                 minio.Compliance,
-		RetainUntilDate:      retainUntil.UTC(),
+		// One PUT: the whole-object checksum and If-None-Match mean the
+		// same on every S3 only for a single-part upload.
+		DisableMultipart: true,
+		Mode:             minio.Compliance,
+		RetainUntilDate:  retainUntil.UTC(),
 	}
 	opts.SetMatchETagExcept("*") // If-None-Match: *
 	info, err := s.c.PutObject(ctx, s.cfg.Archive, key, r, size, opts)
@@ -310,3 +319,17 @@ func (s *Store) RemoveArchiveVersion(ctx context.Context, key, versionID string)
 
 // ArchiveBucket names the archive bucket.
 func (s *Store) ArchiveBucket() string { return s.cfg.Archive }
+
+// eofReader notes whether its source ended (io.EOF) or failed.
+type eofReader struct {
+	r   io.Reader
+	eof bool
+}
+
+func (e *eofReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		e.eof = true
+	}
+	return n, err
+}

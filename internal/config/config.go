@@ -264,8 +264,19 @@ func (c *Config) Redacted() []string {
 	return out
 }
 
-// redactURL hides the password of a libpq URL or key=value string.
+// redactURL hides the password of a libpq URL (in its user part or its
+// query) or key=value string.
 func redactURL(u string) string {
+	if q := strings.Index(u, "?"); q >= 0 && strings.Contains(u, "://") {
+		var params []string
+		for _, kv := range strings.Split(u[q+1:], "&") {
+			if k, _, _ := strings.Cut(kv, "="); strings.EqualFold(k, "password") {
+				kv = k + "=(masqué)"
+			}
+			params = append(params, kv)
+		}
+		return redactURL(u[:q]) + "?" + strings.Join(params, "&")
+	}
 	if i := strings.Index(u, "://"); i >= 0 {
 		rest := u[i+3:]
 		if at := strings.Index(rest, "@"); at >= 0 {
@@ -281,6 +292,10 @@ func redactURL(u string) string {
 			f = "password=(masqué)"
 		}
 		parts = append(parts, f)
+	}
+	if strings.Contains(u, "password='") {
+		// A quoted value may hold spaces: mask everything after it.
+		return u[:strings.Index(u, "password='")] + "password=(masqué)"
 	}
 	return strings.Join(parts, " ")
 }

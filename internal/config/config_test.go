@@ -44,7 +44,7 @@ func TestSecretsFromFilesAndRedaction(t *testing.T) {
 	env := map[string]string{
 		"ETATCIVIL_TOKEN_PEPPER_FILE": f,
 		"ETATCIVIL_S3_SECRET_KEY":     "s3-secret-value",
-		"ETATCIVIL_DATABASE_URL":      "postgres://u:dbpass@h:5432/d",
+		"ETATCIVIL_DATABASE_URL":      "postgres://u:dbpass@h:5432/d?sslmode=disable&password=qpass",
 		"ETATCIVIL_S3_ENDPOINT":       "http://127.0.0.1:9000",
 	}
 	c, err := load(func(k string) string { return env[k] })
@@ -55,7 +55,7 @@ func TestSecretsFromFilesAndRedaction(t *testing.T) {
 		t.Fatalf("config: %+v", c)
 	}
 	all := strings.Join(c.Redacted(), "\n")
-	for _, secret := range []string{"pepper-from-file", "s3-secret-value", "dbpass"} {
+	for _, secret := range []string{"pepper-from-file", "s3-secret-value", "dbpass", "qpass"} {
 		if strings.Contains(all, secret) {
 			t.Errorf("secret %q affiché:\n%s", secret, all)
 		}

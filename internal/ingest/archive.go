@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -42,8 +43,10 @@ func crash(point string) {
 	}
 }
 
-// SealedKey is the staging key of an entry's sealed bytes.
-func SealedKey(entryID string) string { return "sealed/" + entryID + ".pdf" }
+// SealedKey is the staging key of the sealed bytes of one attempt.
+func SealedKey(entryID string, jobID int64, attempt int) string {
+	return fmt.Sprintf("sealed/%s/%d-%d.pdf", entryID, jobID, attempt)
+}
 
 // ObjectKey is the archive key of a sealed version, readable by a person.
 func ObjectKey(w store.Work, sealedSHA256 string) string {
@@ -82,13 +85,13 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 	if err != nil {
 		return waitFor(ctx, d, wk, model.StateValidated, "seal_unavailable", err)
 	}
-	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
+	orig, err := localCopy(ctx, d, wk.StagedKey, wk.Size, wk.SHA256)
 	if err != nil {
-		return waitFor(ctx, d, wk, model.StateValidated, "s3_unavailable", err)
+		return waitFor(ctx, d, wk, model.StateValidated, stagingCause(err), err)
 	}
-	defer obj.Close()
+	defer orig.Close()
 	crash("seal.before_stage")
-	sealed, n, err := d.Sealer.Seal(ctx, obj, size, key, seal.Options{
+	sealed, n, err := d.Sealer.Seal(ctx, orig, wk.Size, key, seal.Options{
 		Reason: "Copie numérique fidèle du registre, cachet de l'opérateur " + wk.HubID,
 		Name:   key.Label, Location: "France", Time: time.Now(),
 	})
@@ -99,7 +102,9 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 		return waitFor(ctx, d, wk, model.StateValidated, "seal_error", err)
 	}
 	defer sealed.Close()
-	sk := SealedKey(wk.EntryID)
+	// A key per attempt: a duplicate or rescued run never overwrites the
+	// sealed bytes another run committed (sealing is not deterministic).
+	sk := SealedKey(wk.EntryID, job.ID, job.Attempt)
 	sum, err := d.Blob.PutStaging(ctx, sk, sealed, n)
 	if err != nil {
 		return waitFor(ctx, d, wk, model.StateValidated, "s3_unavailable", err)
@@ -272,4 +277,62 @@ func (w *SweepWorker) Work(ctx context.Context, job *river.Job[SweepArgs]) error
 		d.Logger.Warn("entrée orpheline relancée", "entry", wk.EntryID, "state", wk.State)
 	}
 	return nil
+}
+
+// errStagingIntegrity: a staged object is not the bytes the ledger names.
+var errStagingIntegrity = errors.New("le dépôt ne contient pas les octets enregistrés")
+
+// localCopy copies a staged object to a temporary file, checking its
+// size and SHA-256 against the ledger, so that a step works on exactly the
+// bytes received (a concurrent re-upload or damage in staging is caught)
+// and a slow network never eats into the PDF checker's time limit. The
+// caller closes the file; closing removes it.
+func localCopy(ctx context.Context, d *Deps, key string, size int64, sha string) (*tempFile, error) {
+	obj, got, err := d.Blob.GetStaging(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	if got != size {
+		return nil, fmt.Errorf("%w: %s fait %d octets, %d attendus", errStagingIntegrity, key, got, size)
+	}
+	f, err := os.CreateTemp("", "etatcivil-step-*")
+	if err != nil {
+		return nil, err
+	}
+	t := &tempFile{f}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), obj)
+	if err == nil && n != size {
+		err = fmt.Errorf("%w: %s: %d octets lus sur %d", errStagingIntegrity, key, n, size)
+	}
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != sha {
+		err = fmt.Errorf("%w: %s a pour SHA-256 %x, le registre dit %s", errStagingIntegrity, key, h.Sum(nil), sha)
+	}
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// tempFile removes itself on Close.
+type tempFile struct{ *os.File }
+
+// Close closes and removes the file.
+func (t *tempFile) Close() error {
+	err := t.File.Close()
+	os.Remove(t.Name())
+	return err
+}
+
+// stagingCause names why a step waits after localCopy failed.
+func stagingCause(err error) string {
+	if errors.Is(err, errStagingIntegrity) {
+		return "staging_integrity"
+	}
+	return "s3_unavailable"
 }

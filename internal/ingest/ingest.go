@@ -145,8 +145,8 @@ type ValidateWorker struct {
 	deps *Deps
 }
 
-// Timeout bounds one validation: the child's own timeout plus the time
-// to stream the file from S3.
+// Timeout bounds one validation: the copy from S3 (a step) plus the
+// child's own time limit.
 func (w *ValidateWorker) Timeout(*river.Job[ValidateArgs]) time.Duration {
 	return w.deps.Isolate.Timeout + w.deps.stepTimeout()
 }
@@ -158,15 +158,15 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 	if !ok {
 		return err
 	}
-	obj, size, err := d.Blob.GetStaging(ctx, wk.StagedKey)
+	if wk.StagedKey == "" {
+		return river.JobCancel(fmt.Errorf("l'entrée %s n'a pas de fichier à valider", wk.EntryID))
+	}
+	f, err := localCopy(ctx, d, wk.StagedKey, wk.Size, wk.SHA256)
 	if err != nil {
-		return waitFor(ctx, d, wk, model.StateReceived, "s3_unavailable", err)
+		return waitFor(ctx, d, wk, model.StateReceived, stagingCause(err), err)
 	}
-	defer obj.Close()
-	if size != wk.Size {
-		return waitFor(ctx, d, wk, model.StateReceived, "staging_integrity", fmt.Errorf("objet de dépôt de %d octets, %d attendus", size, wk.Size))
-	}
-	res, err := pdfcheck.RunIsolated(ctx, d.PDFCheckExe, obj, size, d.Limits, d.Isolate)
+	defer f.Close()
+	res, err := pdfcheck.RunIsolated(ctx, d.PDFCheckExe, f, wk.Size, d.Limits, d.Isolate)
 	var rej *model.Rejection
 	switch {
 	case errors.As(err, &rej):
@@ -178,8 +178,9 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 	case ctx.Err() != nil:
 		return ctx.Err() // shutdown or timeout: River retries the job
 	case err != nil:
-		// The child could not be fed (S3 stream broke) or not started.
-		return waitFor(ctx, d, wk, model.StateReceived, "s3_unavailable", err)
+		// The child could not be started, fed, or was stopped by a signal:
+		// ours, not the file's.
+		return waitFor(ctx, d, wk, model.StateReceived, "checker_unavailable", err)
 	}
 	crash("validate.before_commit")
 	// One transaction: the guarded state change, the next step, and this

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/model"
@@ -102,12 +103,16 @@ func RunIsolated(ctx context.Context, exe string, pdf io.Reader, size int64, lim
 	}
 
 	// Feed the file. A child that dies early breaks the pipe: that is
-	// reported by its exit status, not here. A failing source is ours.
+	// reported by its exit status, not here. A failing or short source is
+	// ours. The timer below runs from the start, so callers feed from a
+	// local file (the worker copies the staged object first): a slow
+	// network must never read as a resource limit.
 	src := &readErr{r: pdf}
 	fed := make(chan struct{})
+	var copied int64
 	go func() {
 		defer close(fed)
-		_, _ = io.CopyN(stdin, src, size)
+		copied, _ = io.CopyN(stdin, src, size)
 		_ = stdin.Close()
 	}()
 
@@ -146,6 +151,9 @@ func RunIsolated(ctx context.Context, exe string, pdf io.Reader, size int64, lim
 	if err := src.err; err != nil {
 		return Result{}, fmt.Errorf("pdfcheck: read the file for the child: %w", err)
 	}
+	if copied != size && waitErr == nil {
+		return Result{}, fmt.Errorf("pdfcheck: source ended after %d of %d bytes", copied, size)
+	}
 	reply, perr := parseReply(stdout)
 	if waitErr != nil {
 		if perr == nil && reply.Error != "" {
@@ -157,6 +165,14 @@ func RunIsolated(ctx context.Context, exe string, pdf io.Reader, size int64, lim
 		var ee *exec.ExitError
 		if !errors.As(waitErr, &ee) {
 			return Result{}, fmt.Errorf("pdfcheck: wait for child: %w", waitErr)
+		}
+		// Killed by an operator's or a system's stop signal: not the
+		// file's fault, so not a rejection.
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			switch ws.Signal() {
+			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+				return Result{}, fmt.Errorf("pdfcheck: child stopped by %s", ws.Signal())
+			}
 		}
 		return Result{}, model.Reject(model.ReasonPDFResourceLimit, "("+ee.ProcessState.String()+")")
 	}

@@ -10,7 +10,11 @@ import (
 // sysProcAttr makes the child die with its parent, so a crashed server
 // leaves no checker behind.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group: a Ctrl-C or a SIGTERM sent to the server's
+	// group must not kill a check half-way (that would read as a resource
+	// limit); the server cancels its checks itself when it stops, and
+	// Pdeathsig kills a child whose server died.
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }
 
 // residentBytes returns the resident set size of process pid.

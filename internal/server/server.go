@@ -116,7 +116,9 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		return err
 	}
 	if opt.Workers {
-		if err := jobs.River.Start(ctx); err != nil {
+		// Not ctx: cancelling Start's context cancels running jobs at once.
+		// On SIGTERM, Stop below lets them finish within the timeout.
+		if err := jobs.River.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("démarrage des workers: %w", err)
 		}
 	}

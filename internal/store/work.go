@@ -142,7 +142,7 @@ func (s *Store) RetryStalled(ctx context.Context, actor Actor, sc Scope, ids []s
 		rows, err := tx.Query(ctx, `SELECT e.id, e.batch_id, coalesce(e.act_id::text, ''),
 				(SELECT h.state FROM entry_history h WHERE h.entry_id = e.id AND h.state <> 'stalled' ORDER BY h.id DESC LIMIT 1)
 			FROM entries e JOIN acts a ON a.id = e.act_id JOIN batches b ON b.id = e.batch_id
-			WHERE e.state = 'stalled'
+			WHERE e.state = 'stalled' AND e.is_version
 			  AND (cardinality($1::text[]) = 0 OR e.id::text = ANY($1) OR e.act_id::text = ANY($1))
 			  AND ($2::text[] IS NULL OR a.commune_chain && $2)
 			  AND ($3 = '' OR b.hub_id = $3)
@@ -185,7 +185,8 @@ func (s *Store) RetryStalled(ctx context.Context, actor Actor, sc Scope, ids []s
 // caller re-enqueues them.
 func (s *Store) Orphans(ctx context.Context, idle time.Duration, limit int) ([]Work, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT e.id FROM entries e
-		WHERE e.state IN ('received', 'validated', 'sealed') AND e.updated_at < now() - make_interval(secs => $1)
+		WHERE e.state IN ('received', 'validated', 'sealed') AND e.is_version AND e.matched_entry IS NULL
+		  AND e.updated_at < now() - make_interval(secs => $1)
 		  AND NOT EXISTS (SELECT 1 FROM river_job j
 			WHERE j.args @> jsonb_build_object('entry_id', e.id::text)
 			  AND j.state IN ('available', 'running', 'retryable', 'scheduled', 'pending'))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/manifest"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -103,7 +104,19 @@ func Run(ctx context.Context, c *client.Client, dir string, opt Options) (store.
 	}
 	var jobs []job
 	var total int64
+	// Only files the manifest names are ever sent, whatever the server
+	// lists.
+	named := map[string]bool{}
+	if m, err := manifest.Parse(name, data); err == nil {
+		for _, e := range m.Acts {
+			named[e.File] = true
+		}
+	}
 	for _, f := range b.MissingFiles {
+		if !named[f] {
+			opt.Log("le serveur demande %s, que le manifeste ne nomme pas : ignoré\n", f)
+			continue
+		}
 		st, err := root.Stat(f)
 		if err != nil {
 			opt.Log("absent du dossier : %s (%v)\n", f, errors.Unwrap(err))
