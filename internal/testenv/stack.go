@@ -52,6 +52,8 @@ type StackOptions struct {
 	// Tune may change the workers' dependencies before they start.
 	Tune   func(*ingest.Deps)
 	Limits api.Limits
+	// APIBlob, if set, is the API's S3 store (the workers keep theirs).
+	APIBlob *blob.Store
 }
 
 // NewStack starts a stack for one test; everything stops at cleanup. The
@@ -113,7 +115,11 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if lim.MaxManifestSize == 0 {
 		lim.MaxManifestSize = 8 << 20
 	}
-	a := &api.Server{Store: st, Blob: bl, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
+	apiBlob := bl
+	if opt.APIBlob != nil {
+		apiBlob = opt.APIBlob
+	}
+	a := &api.Server{Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
