@@ -55,7 +55,8 @@ tools() {
 pg_base() {
 	if [ -n "${ETATCIVIL_PG_BASE:-}" ]; then echo "$ETATCIVIL_PG_BASE"; return; fi
 	command -v psql >/dev/null && command -v pg_isready >/dev/null || apt_install postgresql-client
-	if pg_isready -q -h 127.0.0.1 -p 5432 -t 2 && psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+	# ETATCIVIL_PG_PRIVATE=1 skips the shared server (to try the fresh-machine path).
+	if [ "${ETATCIVIL_PG_PRIVATE:-}" != 1 ] && pg_isready -q -h 127.0.0.1 -p 5432 -t 2 && psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
 		echo "postgres://postgres@127.0.0.1:5432"
 		return
 	fi
@@ -200,15 +201,18 @@ up() {
 	"$EC" dev wait "http://$ops/readyz" 60s || { tail -20 "$LOG/serve.log" >&2; die "etatcivil serve n'a pas démarré"; }
 	"$EC" dev wait "http://$simaddr/healthz" 30s
 
-	local admin hubtok
-	if [ ! -s "$LOCAL/secrets/admin-token" ] || ! grep -q . "$LOCAL/secrets/admin-token"; then
-		(umask 077; "$EC" token create --role admin --name "admin local (make up)" >"$LOCAL/secrets/admin-token")
+	# Tokens live in the database: keep one pair per database.
+	local admin hubtok tokdir
+	tokdir="$LOCAL/secrets/tokens-$(printf '%s' "$db_url" | sha256sum | cut -c1-8)"
+	mkdir -p "$tokdir"
+	if [ ! -s "$tokdir/admin" ]; then
+		(umask 077; "$EC" token create --role admin --name "admin local (make up)" >"$tokdir/admin")
 	fi
-	if [ ! -s "$LOCAL/secrets/hub-token" ]; then
-		(umask 077; "$EC" token create --role hub --hub smica --name "opérateur smica local (make up)" >"$LOCAL/secrets/hub-token")
+	if [ ! -s "$tokdir/hub" ]; then
+		(umask 077; "$EC" token create --role hub --hub smica --name "opérateur smica local (make up)" >"$tokdir/hub")
 	fi
-	admin=$(cat "$LOCAL/secrets/admin-token")
-	hubtok=$(cat "$LOCAL/secrets/hub-token")
+	admin=$(cat "$tokdir/admin")
+	hubtok=$(cat "$tokdir/hub")
 	umask 077
 	cat >"$LOCAL/env" <<EOF
 # Written by make up ($(date -u +%FT%TZ)). Source it: . .local/env
