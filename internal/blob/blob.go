@@ -333,3 +333,16 @@ func (e *eofReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// RemoveStagingPrefix deletes every staging object under prefix.
+func (s *Store) RemoveStagingPrefix(ctx context.Context, prefix string) error {
+	for o := range s.c.ListObjects(ctx, s.cfg.Staging, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return Classify(o.Err)
+		}
+		if err := s.c.RemoveObject(ctx, s.cfg.Staging, o.Key, minio.RemoveObjectOptions{}); err != nil {
+			return Classify(err)
+		}
+	}
+	return nil
+}

@@ -185,14 +185,17 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 }
 
 func removeStaging(ctx context.Context, d *Deps, wk store.Work) {
-	for _, k := range []string{wk.StagedKey, wk.SealedKey} {
-		if k == "" {
-			continue
-		}
-		if err := d.Blob.RemoveStaging(ctx, k); err != nil {
-			d.Logger.Warn("suppression du dépôt", "key", k, "err", err)
+	if wk.StagedKey != "" {
+		if err := d.Blob.RemoveStaging(ctx, wk.StagedKey); err != nil {
+			d.Logger.Warn("suppression du dépôt", "key", wk.StagedKey, "err", err)
 			return
 		}
+	}
+	// Every seal attempt's copy, the committed one and any a duplicate
+	// run left behind.
+	if err := d.Blob.RemoveStagingPrefix(ctx, "sealed/"+wk.EntryID+"/"); err != nil {
+		d.Logger.Warn("suppression du dépôt", "entry", wk.EntryID, "err", err)
+		return
 	}
 	if err := d.Store.StagingRemoved(ctx, wk.EntryID); err != nil {
 		d.Logger.Warn("suppression du dépôt", "entry", wk.EntryID, "err", err)
