@@ -189,6 +189,7 @@ up() {
 	# A clearly labelled development CA and seal: the default seal of every
 	# hub without one of its own (hub set-seal).
 	"$EC" dev pki "$LOCAL/pki"
+	export ETATCIVIL_REGISTRY_SIM="http://$simaddr" ETATCIVIL_REGISTRIES_FILE="$ROOT/testdata/registries.local.yaml"
 	export ETATCIVIL_SEAL_CERT="$LOCAL/pki/dev-seal.pem" ETATCIVIL_SEAL_KEY="$LOCAL/pki/dev-seal.key"
 
 	"$EC" dev wait "http://$s3addr/" 30s
@@ -231,6 +232,7 @@ export ETATCIVIL_S3_ACCESS_KEY=$access
 export ETATCIVIL_S3_SECRET_KEY=$secretkey
 export ETATCIVIL_S3_DATA_DIR=$LOCAL/s3
 export ETATCIVIL_REGISTRY_SIM=http://$simaddr
+export ETATCIVIL_REGISTRIES_FILE=$ROOT/testdata/registries.local.yaml
 export ETATCIVIL_TOKEN_PEPPER=$pepper
 export ETATCIVIL_RETENTION=1d
 export ETATCIVIL_SEAL_CERT=$LOCAL/pki/dev-seal.pem

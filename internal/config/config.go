@@ -30,6 +30,8 @@ type Config struct {
 
 	TokenPepper string // secret: HMAC key for token hashes
 
+	RegistriesFile string // ETATCIVIL_REGISTRIES_FILE: the registries (YAML), reloaded on SIGHUP; empty: none
+
 	SealCert        string // ETATCIVIL_SEAL_CERT: default seal certificate (PEM chain), a path
 	SealKey         string // ETATCIVIL_SEAL_KEY: default seal key, a path (PEM, or .p12/.pfx)
 	SealP12Password string // secret: ETATCIVIL_SEAL_P12_PASSWORD, for PKCS#12 seal files
@@ -166,6 +168,7 @@ func load(getenv func(string) string) (*Config, error) {
 		S3AccessKey:           str("ETATCIVIL_S3_ACCESS_KEY", ""),
 		S3SecretKey:           secret("ETATCIVIL_S3_SECRET_KEY"),
 		TokenPepper:           secret("ETATCIVIL_TOKEN_PEPPER"),
+		RegistriesFile:        str("ETATCIVIL_REGISTRIES_FILE", ""),
 		SealCert:              str("ETATCIVIL_SEAL_CERT", ""),
 		SealKey:               str("ETATCIVIL_SEAL_KEY", ""),
 		SealP12Password:       secret("ETATCIVIL_SEAL_P12_PASSWORD"),
@@ -238,6 +241,7 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_S3_ACCESS_KEY":            c.S3AccessKey,
 		"ETATCIVIL_S3_SECRET_KEY":            mask(c.S3SecretKey),
 		"ETATCIVIL_TOKEN_PEPPER":             mask(c.TokenPepper),
+		"ETATCIVIL_REGISTRIES_FILE":          c.RegistriesFile,
 		"ETATCIVIL_SEAL_CERT":                c.SealCert,
 		"ETATCIVIL_SEAL_KEY":                 c.SealKey,
 		"ETATCIVIL_SEAL_P12_PASSWORD":        mask(c.SealP12Password),

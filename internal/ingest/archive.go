@@ -16,6 +16,7 @@ import (
 
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/model"
+	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -171,6 +172,11 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	}
 	crash("archive.after_put")
 	moved, err := d.Store.MarkArchived(ctx, wk, a.Key, a.VersionID, until, func(tx pgx.Tx) error {
+		// Routing happens in the archiving transaction: an archived
+		// version always has its transmissions, never twice.
+		if err := route(ctx, tx, d, wk); err != nil {
+			return err
+		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
@@ -338,4 +344,25 @@ func stagingCause(err error) string {
 		return "staging_integrity"
 	}
 	return "s3_unavailable"
+}
+
+// route records, in tx, a pending transmission of the archived version
+// to every registry whose rule matches it.
+func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
+	cfg := d.Routes.Get()
+	if cfg == nil {
+		return nil
+	}
+	f, err := store.RoutingFacts(ctx, tx, wk.EntryID)
+	if err != nil {
+		return fmt.Errorf("routage: %w", err)
+	}
+	v := registry.Version{Kind: model.Kind(f.Kind), SansVie: f.SansVie, CommuneChain: f.CommuneChain, Flow: model.Flow(f.Flow),
+		Year: f.Year, Version: f.Version, RevisionReason: model.RevisionReason(f.RevisionReason), ArchivedAt: time.Now()}
+	var targets []store.Target
+	for _, r := range cfg.Route(v) {
+		targets = append(targets, store.Target{Registry: r.ID, Connector: string(r.Connector)})
+	}
+	_, err = store.CreateTransmissions(ctx, tx, wk, targets)
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -49,6 +50,8 @@ type Deps struct {
 	// part of a validation. River deems a job lost (its worker died) only
 	// once it has run longer than its timeout and RescueAfter.
 	StepTimeout time.Duration
+	// Routes are the registries archived versions are routed to (nil: none).
+	Routes *registry.Routes
 
 	jobs *Client // set by NewClient, for the next step's InsertTx
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/model"
@@ -64,4 +65,19 @@ func (c *Config) Route(v Version) []Registry {
 		}
 	}
 	return out
+}
+
+// Routes holds the registries in force; a reload (SIGHUP) swaps them at
+// once for every worker. The zero value routes nowhere.
+type Routes struct{ p atomic.Pointer[Config] }
+
+// Set puts c in force.
+func (r *Routes) Set(c *Config) { r.p.Store(c) }
+
+// Get returns the registries in force, or nil.
+func (r *Routes) Get() *Config {
+	if r == nil {
+		return nil
+	}
+	return r.p.Load()
 }

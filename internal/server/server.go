@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/api"
@@ -20,6 +22,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/config"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -110,6 +113,15 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 	deps, err := Deps(c, st, bl, logger, opt.Workers)
 	if err != nil {
 		return err
+	}
+	deps.Routes = &registry.Routes{}
+	if c.RegistriesFile != "" {
+		cfg, err := registry.Load(c.RegistriesFile)
+		if err != nil {
+			return err
+		}
+		deps.Routes.Set(cfg)
+		go reloadOnHUP(ctx, logger, c.RegistriesFile, deps.Routes)
 	}
 	jobs, err := ingest.NewClient(st.Pool, deps)
 	if err != nil {
@@ -216,4 +228,26 @@ func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics) http.Handler {
 		_, _ = m.WriteTo(w)
 	})
 	return mux
+}
+
+// reloadOnHUP reloads the registries file on SIGHUP. A bad file is
+// refused, named in the log, and the registries in force stay.
+func reloadOnHUP(ctx context.Context, logger *slog.Logger, path string, routes *registry.Routes) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			cfg, err := registry.Load(path)
+			if err != nil {
+				logger.Error("registres non rechargés: les précédents restent en vigueur", "err", err)
+				continue
+			}
+			routes.Set(cfg)
+			logger.Info("registres rechargés", "file", path, "registries", len(cfg.Registries))
+		}
+	}
 }

@@ -254,10 +254,10 @@ type HistoryItem struct {
 // ActView is the act JSON of INTERFACE.md.
 type ActView struct {
 	ActSummary
-	Versions      []VersionView     `json:"versions"`
-	History       []HistoryItem     `json:"history"`
-	Transmissions []json.RawMessage `json:"transmissions"`
-	Persons       json.RawMessage   `json:"persons,omitempty"`
+	Versions      []VersionView      `json:"versions"`
+	History       []HistoryItem      `json:"history"`
+	Transmissions []TransmissionView `json:"transmissions"`
+	Persons       json.RawMessage    `json:"persons,omitempty"`
 }
 
 // Act returns an act in scope, or ErrNotFound. With persons, the current
@@ -299,7 +299,10 @@ func (s *Store) Act(ctx context.Context, sc Scope, id string, persons bool) (Act
 	if err != nil {
 		return a, err
 	}
-	a.Transmissions = []json.RawMessage{}
+	a.Transmissions, err = s.actTransmissions(ctx, id)
+	if err != nil {
+		return a, err
+	}
 	if persons && len(a.Versions) > 0 {
 		v := a.Versions[len(a.Versions)-1]
 		for _, c := range a.Versions {

@@ -1,0 +1,113 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/pdfgen"
+	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/testenv"
+)
+
+const routesYAML = `registries:
+  - id: insee
+    connector: insee
+    endpoint: http://127.0.0.1:9/insee
+    route: {flows: [courant], versions: first}
+  - id: archives
+    connector: archives
+    endpoint: http://127.0.0.1:9/archives
+    route: {versions: all}
+`
+
+// TestRoutingAtArchive: archiving a version records, in the same
+// transaction, one pending transmission per registry whose rule matches;
+// the act shows them; a new version goes only where "versions: all".
+func TestRoutingAtArchive(t *testing.T) {
+	t.Parallel()
+	cfg, err := registry.Parse("routes.yaml", []byte(routesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := &registry.Routes{}
+	routes.Set(cfg)
+	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
+	s.Hub(t, "h", "12202")
+	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	ctx := context.Background()
+
+	courant, reprise, v2 := pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 51, DPI: 100}), pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 52, DPI: 100}),
+		pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 53, DPI: 100})
+	entry := func(file string, data []byte, number int, flow string, extra ...string) map[string]any {
+		sum := sha256.Sum256(data)
+		e := map[string]any{"file": file, "size": len(data), "sha256": hex.EncodeToString(sum[:]), "commune": "12202", "kind": "naissance",
+			"year": 2025, "number": number, "act_date": "2025-03-02", "flow": flow,
+			"persons": []any{map[string]any{"role": "titulaire", "surname": "ROUX", "given_names": []string{"Léa"}}}}
+		for i := 0; i+1 < len(extra); i += 2 {
+			e[extra[i]] = extra[i+1]
+		}
+		return e
+	}
+	send := func(files map[string][]byte, acts ...map[string]any) store.BatchView {
+		m, _ := json.Marshal(map[string]any{"hub": "h", "acts": acts})
+		ms := sha256.Sum256(m)
+		b, _, err := c.CreateBatch(ctx, m, false, hex.EncodeToString(ms[:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, data := range files {
+			if err := c.PutFile(ctx, b.ID, name, bytes.NewReader(data), int64(len(data))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := c.Submit(ctx, b.ID); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		got, _, err := c.WaitBatch(wctx, b.ID, nil)
+		if err != nil || got.Counts.Archived != len(acts) {
+			t.Fatalf("lot: %+v %v", got.Counts, err)
+		}
+		return got
+	}
+	b := send(map[string][]byte{"c.pdf": courant, "r.pdf": reprise}, entry("c.pdf", courant, 1, "courant"), entry("r.pdf", reprise, 2, "reprise"))
+	sum1 := sha256.Sum256(courant)
+	send(map[string][]byte{"v2.pdf": v2}, entry("v2.pdf", v2, 1, "courant", "replaces", hex.EncodeToString(sum1[:]), "revision_reason", "mention_marginale"))
+
+	got := func(actID string) []string {
+		a := act(t, c, actID)
+		var out []string
+		for _, tr := range a.Transmissions {
+			if tr.State != "pending" || tr.Attempts != 0 {
+				t.Errorf("transmission %+v", tr)
+			}
+			out = append(out, fmt.Sprintf("v%d:%s", tr.Version, tr.Registry))
+		}
+		slices.Sort(out)
+		return out
+	}
+	if g := strings.Join(got(*b.Acts[0].ID), ","); g != "v1:archives,v1:insee,v2:archives" {
+		t.Errorf("acte courant: %s", g)
+	}
+	if g := strings.Join(got(*b.Acts[1].ID), ","); g != "v1:archives" {
+		t.Errorf("acte de reprise: %s", g)
+	}
+	// Each key is derived from (registry, act, version), unique.
+	var n, keys int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT idempotency_key) FROM transmissions`).Scan(&n, &keys); err != nil || n != 4 || keys != 4 {
+		t.Fatalf("%d transmissions, %d clés (%v)", n, keys, err)
+	}
+}
