@@ -24,40 +24,19 @@ type Sealed struct {
 // runs then in the same transaction (next step's insert, job completion).
 // It reports false when the entry had already moved on.
 func (s *Store) MarkSealed(ctx context.Context, w Work, sl Sealed, then func(pgx.Tx) error) (bool, error) {
-	return s.transition(ctx, w, []model.State{model.StateValidated}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE entries SET sealed_key = $2, sealed_sha256 = $3, sealed_size = $4, seal_cert_sha256 = $5,
+	return s.advance(ctx, w, model.StateValidated, model.StateSealed,
+		`UPDATE entries SET sealed_key = $2, sealed_sha256 = $3, sealed_size = $4, seal_cert_sha256 = $5,
 			seal_subject = $6, sealed_at = now(), infra_failures = 0, waiting = NULL WHERE id = $1`,
-			w.EntryID, sl.Key, sl.SHA256, sl.Size, sl.CertSHA256, sl.Subject)
-		if err != nil {
-			return err
-		}
-		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateSealed, nil, ""); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx)
-		}
-		return nil
-	})
+		[]any{sl.Key, sl.SHA256, sl.Size, sl.CertSHA256, sl.Subject}, then)
 }
 
 // MarkArchived records the archive object version, guarded by state
 // sealed, and runs then in the same transaction.
 func (s *Store) MarkArchived(ctx context.Context, w Work, key, versionID string, retainUntil time.Time, then func(pgx.Tx) error) (bool, error) {
-	return s.transition(ctx, w, []model.State{model.StateSealed}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE entries SET object_key = $2, version_id = $3, retain_until = $4, archived_at = now(),
-			infra_failures = 0, waiting = NULL WHERE id = $1`, w.EntryID, key, versionID, retainUntil)
-		if err != nil {
-			return err
-		}
-		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateArchived, nil, ""); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx)
-		}
-		return nil
-	})
+	return s.advance(ctx, w, model.StateSealed, model.StateArchived,
+		`UPDATE entries SET object_key = $2, version_id = $3, retain_until = $4, archived_at = now(),
+			infra_failures = 0, waiting = NULL WHERE id = $1`,
+		[]any{key, versionID, retainUntil}, then)
 }
 
 // StagingRemoved notes that an entry's staging objects are gone.

@@ -79,13 +79,21 @@ func (s *Store) transition(ctx context.Context, w Work, from []model.State, fn f
 // MarkValidated records a valid PDF. then runs in the same transaction
 // (to enqueue the next step).
 func (s *Store) MarkValidated(ctx context.Context, w Work, v Validation, then func(pgx.Tx) error) (bool, error) {
-	return s.transition(ctx, w, []model.State{model.StateReceived}, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE entries SET pages = $2, pdf_version = $3, pdfa = nullif($4, ''), infra_failures = 0, waiting = NULL WHERE id = $1`,
-			w.EntryID, v.Pages, v.Version, v.PDFA)
-		if err != nil {
+	return s.advance(ctx, w, model.StateReceived, model.StateValidated,
+		`UPDATE entries SET pages = $2, pdf_version = $3, pdfa = nullif($4, ''), infra_failures = 0, waiting = NULL WHERE id = $1`,
+		[]any{v.Pages, v.Version, v.PDFA}, then)
+}
+
+// advance moves w's entry from one state to the next, guarded by from:
+// it runs update (the entry id is $1, args follow), records the new
+// state, then runs then, all in one transaction. It reports false when
+// the entry had already moved on.
+func (s *Store) advance(ctx context.Context, w Work, from, to model.State, update string, args []any, then func(pgx.Tx) error) (bool, error) {
+	return s.transition(ctx, w, []model.State{from}, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, update, append([]any{w.EntryID}, args...)...); err != nil {
 			return err
 		}
-		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, model.StateValidated, nil, ""); err != nil {
+		if err := setState(ctx, tx, System, w.EntryID, w.BatchID, w.ActID, to, nil, ""); err != nil {
 			return err
 		}
 		if then != nil {
