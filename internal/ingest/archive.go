@@ -359,10 +359,26 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
 	}
 	v := registry.Version{Kind: model.Kind(f.Kind), SansVie: f.SansVie, CommuneChain: f.CommuneChain, Flow: model.Flow(f.Flow),
 		Year: f.Year, Version: f.Version, RevisionReason: model.RevisionReason(f.RevisionReason), ArchivedAt: time.Now()}
-	var targets []store.Target
+	var perAct, lots []store.Target
 	for _, r := range cfg.Route(v) {
-		targets = append(targets, store.Target{Registry: r.ID, Connector: string(r.Connector)})
+		t := store.Target{Registry: r.ID, Connector: string(r.Connector)}
+		if r.Connector == registry.ConnectorHTTP {
+			perAct = append(perAct, t)
+		} else {
+			lots = append(lots, t) // sent in lots (insee, archives): the lot builders pick them up
+		}
 	}
-	_, err = store.CreateTransmissions(ctx, tx, wk, targets)
-	return err
+	if _, err := store.CreateTransmissions(ctx, tx, wk, lots); err != nil {
+		return err
+	}
+	ids, err := store.CreateTransmissions(ctx, tx, wk, perAct)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := d.jobs.River.InsertTx(ctx, tx, SendArgs{TransmissionID: id}, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

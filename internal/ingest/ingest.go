@@ -22,6 +22,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/transmit"
 )
 
 // Deps is what the workers use.
@@ -52,6 +53,8 @@ type Deps struct {
 	StepTimeout time.Duration
 	// Routes are the registries archived versions are routed to (nil: none).
 	Routes *registry.Routes
+	// HTTP sends per-act messages (connector "http").
+	HTTP *transmit.HTTP
 
 	jobs *Client // set by NewClient, for the next step's InsertTx
 }
@@ -64,12 +67,16 @@ type Client struct {
 // NewClient builds the River client with every worker registered. With
 // deps.Workers == 0 it only inserts jobs (serve --workers=false).
 func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
+	if deps.HTTP == nil {
+		deps.HTTP = &transmit.HTTP{}
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &ValidateWorker{deps: deps})
 	river.AddWorker(workers, &SealWorker{deps: deps})
 	river.AddWorker(workers, &ArchiveWorker{deps: deps})
 	river.AddWorker(workers, &CleanupWorker{deps: deps})
 	river.AddWorker(workers, &SweepWorker{deps: deps})
+	river.AddWorker(workers, &SendWorker{deps: deps})
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,

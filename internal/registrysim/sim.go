@@ -1,12 +1,14 @@
 // Package registrysim is the registry simulator: a real HTTP server that
 // stands in for the central registries (INSEE, departmental archives) in
 // tests and in the local stack, with fault injection. This first version
-// serves the control endpoints and counts what it receives; the
-// registries' own message endpoints arrive with the transmissions.
+// serves the control endpoints and the generic JSON registry
+// (POST /http/{registry}); the insee and archives endpoints arrive with
+// their connectors.
 package registrysim
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"sync"
@@ -38,10 +40,89 @@ type Sim struct {
 	faults Faults
 	stats  Stats
 	per    map[string]*Stats
+	// keys: registry + idempotency key → acknowledgement id
+	keys map[string]string
+	// content: registry + what a message carries → the key it came under
+	content map[string]string
+	seq     int
 }
 
 // New returns a simulator with no faults.
-func New() *Sim { return &Sim{per: map[string]*Stats{}} }
+func New() *Sim {
+	return &Sim{per: map[string]*Stats{}, keys: map[string]string{}, content: map[string]string{}}
+}
+
+func (s *Sim) reg(id string) *Stats {
+	st := s.per[id]
+	if st == nil {
+		st = &Stats{}
+		s.per[id] = st
+	}
+	return st
+}
+
+// count applies f to the totals and to registry id's figures.
+func (s *Sim) count(id string, f func(*Stats)) {
+	f(&s.stats)
+	f(s.reg(id))
+}
+
+// handleHTTP is the generic JSON registry: one act version per message,
+// under an Idempotency-Key. A resend under a known key gets the original
+// acknowledgement; the same act version under a new key is counted in
+// double_accepted.
+func (s *Sim) handleHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("registry")
+	key := r.Header.Get("Idempotency-Key")
+	var msg struct {
+		ActID        string `json:"act_id"`
+		Version      int    `json:"version"`
+		SealedSHA256 string `json:"sealed_sha256"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&msg); err != nil || key == "" || msg.ActID == "" ||
+		len(msg.SealedSHA256) != 64 {
+		s.mu.Lock()
+		s.count(id, func(st *Stats) { st.Received++; st.Refused++ })
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_ = json.NewEncoder(w).Encode(map[string]string{"reason": "message invalide : act_id, version, sealed_sha256 et Idempotency-Key requis"})
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.count(id, func(st *Stats) { st.Received++ })
+	k := id + "\x00" + key
+	if ack, ok := s.keys[k]; ok {
+		s.count(id, func(st *Stats) { st.Resends++; st.Acks++ })
+		writeJSON(w, map[string]string{"ack_id": ack})
+		return
+	}
+	if rand.Float64() < s.faults.RefuseRate {
+		s.count(id, func(st *Stats) { st.Refused++ })
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		_ = json.NewEncoder(w).Encode(map[string]string{"reason": "refus simulé : acte non conforme"})
+		return
+	}
+	c := fmt.Sprintf("%s\x00%s\x00%d\x00%s", id, msg.ActID, msg.Version, msg.SealedSHA256)
+	if prev, ok := s.content[c]; ok && prev != key {
+		s.count(id, func(st *Stats) { st.DoubleAccepted++ })
+	} else {
+		s.count(id, func(st *Stats) { st.Unique++ })
+	}
+	s.content[c] = key
+	s.seq++
+	ack := fmt.Sprintf("%s-ack-%06d", id, s.seq)
+	s.keys[k] = ack
+	if rand.Float64() < s.faults.LostAckRate {
+		// Accepted, acknowledgement lost for this attempt: a resend gets it.
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	s.count(id, func(st *Stats) { st.Acks++ })
+	writeJSON(w, map[string]string{"ack_id": ack})
+}
 
 // Handler serves the simulator.
 func (s *Sim) Handler() http.Handler {
@@ -74,9 +155,11 @@ func (s *Sim) Handler() http.Handler {
 			"double_accepted": s.stats.DoubleAccepted, "refused": s.stats.Refused, "acks": s.stats.Acks, "registries": s.per}
 		writeJSON(w, out)
 	})
+	mux.HandleFunc("POST /http/{registry}", s.handleHTTP)
 	mux.HandleFunc("POST /_sim/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.faults, s.stats, s.per = Faults{}, Stats{}, map[string]*Stats{}
+		s.keys, s.content = map[string]string{}, map[string]string{}
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -91,3 +91,99 @@ func (s *Store) actTransmissions(ctx context.Context, actID string) ([]Transmiss
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[TransmissionView])
 }
+
+// Transmission is what a sender needs.
+type Transmission struct {
+	ID           string
+	Registry     string
+	Connector    string
+	ActID        string
+	EntryID      string
+	Version      int
+	Key          string
+	State        string
+	Attempts     int
+	Commune      string
+	Year         int
+	Kind         string
+	Number       int
+	SealedSHA256 string
+	ObjectKey    string
+	ArchivedAt   time.Time
+}
+
+// Transmission loads one transmission with its act's facts.
+func (s *Store) Transmission(ctx context.Context, id string) (Transmission, error) {
+	var t Transmission
+	err := s.Pool.QueryRow(ctx, `SELECT t.id, t.registry, t.connector, t.act_id, t.entry_id, t.version, t.idempotency_key, t.state, t.attempts,
+			e.commune, e.year, e.kind, e.number, e.sealed_sha256, e.object_key, e.archived_at
+		FROM transmissions t JOIN entries e ON e.id = t.entry_id WHERE t.id = $1`, id).
+		Scan(&t.ID, &t.Registry, &t.Connector, &t.ActID, &t.EntryID, &t.Version, &t.Key, &t.State, &t.Attempts,
+			&t.Commune, &t.Year, &t.Kind, &t.Number, &t.SealedSHA256, &t.ObjectKey, &t.ArchivedAt)
+	if err == pgx.ErrNoRows {
+		return t, fmt.Errorf("transmission %s: %w", id, ErrNotFound)
+	}
+	return t, err
+}
+
+// Attempt is one try at sending a transmission.
+type Attempt struct {
+	Outcome    string // acknowledged, sent, refused, failed
+	HTTPStatus int
+	Error      string
+	Duration   time.Duration
+}
+
+// RecordAttempt stores an attempt and moves the transmission to state
+// (with ack id or reason), guarded by its state being one of from; then
+// runs in the same transaction. It reports false when the transmission
+// had already moved on (another sender got there).
+func (s *Store) RecordAttempt(ctx context.Context, t Transmission, from []string, state string, a Attempt, ackID, reason string, then func(pgx.Tx) error) (bool, error) {
+	moved := false
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		var cur string
+		if err := tx.QueryRow(ctx, `SELECT state FROM transmissions WHERE id = $1 FOR UPDATE`, t.ID).Scan(&cur); err != nil {
+			return err
+		}
+		ok := false
+		for _, f := range from {
+			ok = ok || cur == f
+		}
+		if !ok {
+			return nil
+		}
+		moved = true
+		var status any
+		if a.HTTPStatus != 0 {
+			status = a.HTTPStatus
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO transmission_attempts (transmission_id, outcome, http_status, error, duration_ms) VALUES ($1, $2, $3, nullif($4, ''), $5)`,
+			t.ID, a.Outcome, status, a.Error, a.Duration.Milliseconds()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE transmissions SET state = $2, attempts = attempts + 1, ack_id = coalesce(nullif($3, ''), ack_id),
+				reason = nullif($4, ''), updated_at = now(),
+				sent_at = CASE WHEN $2 IN ('sent', 'acknowledged') AND sent_at IS NULL THEN now() ELSE sent_at END,
+				acked_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE acked_at END
+			WHERE id = $1`, t.ID, state, ackID, reason)
+		if err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, Event{Actor: System, Action: "transmission." + state, ActID: t.ActID, EntryID: t.EntryID,
+			Data: map[string]any{"registry": t.Registry, "version": t.Version, "outcome": a.Outcome, "ack_id": ackID, "reason": reason}}); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx)
+		}
+		return nil
+	})
+	return moved, err
+}
+
+// MarkOverdue moves a sent transmission whose acknowledgement did not
+// come to overdue (it will be sent again under the same key).
+func (s *Store) MarkOverdue(ctx context.Context, id string) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `UPDATE transmissions SET state = 'overdue', updated_at = now() WHERE id = $1 AND state = 'sent'`, id)
+	return tag.RowsAffected() == 1, err
+}

@@ -1,0 +1,133 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/pdfgen"
+	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/registrysim"
+	"github.com/etatcivil/etatcivil/internal/testenv"
+)
+
+func simWith(t *testing.T, faults string) string {
+	t.Helper()
+	srv := httptest.NewServer(registrysim.New().Handler())
+	t.Cleanup(srv.Close)
+	resp, err := http.Post(srv.URL+"/_sim/faults", "application/json", bytes.NewBufferString(faults))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("pannes du simulateur: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	return srv.URL
+}
+
+func simStats(t *testing.T, url string) map[string]any {
+	t.Helper()
+	resp, err := http.Get(url + "/_sim/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestSendThroughFaults: per-act messages to a registry that answers 5xx,
+// drops connections, loses acknowledgements and is slow all end
+// acknowledged, each accepted once (double_accepted = 0), every attempt
+// kept; a registry that refuses leaves the reason on the act.
+func TestSendThroughFaults(t *testing.T) {
+	t.Parallel()
+	faulty := simWith(t, `{"error_rate": 0.3, "drop_rate": 0.1, "lost_ack_rate": 0.2, "latency_ms_max": 50}`)
+	refusing := simWith(t, `{"refuse_rate": 1}`)
+	cfg, err := registry.Parse("r.yaml", []byte(fmt.Sprintf(`registries:
+  - id: faulty
+    connector: http
+    endpoint: %s/http/faulty
+    route: {versions: all}
+    ack_deadline: 1s
+    retry: {initial_backoff: 100ms, max_backoff: 1s, max_attempts: 60}
+  - id: strict
+    connector: http
+    endpoint: %s/http/strict
+    route: {kinds: [deces]}
+`, faulty, refusing)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := &registry.Routes{}
+	routes.Set(cfg)
+	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
+	s.Hub(t, "h", "12202")
+	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	ctx := context.Background()
+	const n = 12
+	files := map[string][]byte{}
+	var order []string
+	for i := range n {
+		name := fmt.Sprintf("d%02d.pdf", i)
+		files[name] = pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: int64(100 + i), DPI: 72})
+		order = append(order, name)
+	}
+	id := upload(t, c, files, order)
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	b, _, err := c.WaitBatch(wctx, id, nil)
+	if err != nil || b.Counts.Archived != n {
+		t.Fatalf("lot: %+v %v", b.Counts, err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var open int
+		if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM transmissions WHERE state NOT IN ('acknowledged', 'refused', 'dead')`).Scan(&open); err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transmissions encore ouvertes", open)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	var acked, refused, dead, attempts int
+	err = s.Store.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'acknowledged' AND registry = 'faulty' AND ack_id IS NOT NULL),
+			count(*) FILTER (WHERE state = 'refused' AND registry = 'strict' AND reason LIKE 'refus simulé%'),
+			count(*) FILTER (WHERE state = 'dead'),
+			(SELECT count(*) FROM transmission_attempts)
+		FROM transmissions`).Scan(&acked, &refused, &dead, &attempts)
+	if err != nil || acked != n || refused != n || dead != 0 {
+		t.Fatalf("acquittées %d, refusées %d, mortes %d (%v)", acked, refused, dead, err)
+	}
+	st := simStats(t, faulty)
+	if st["double_accepted"].(float64) != 0 || st["unique"].(float64) != n {
+		t.Fatalf("simulateur: %v", st)
+	}
+	if attempts <= 2*n {
+		t.Fatalf("%d tentatives pour %d envois sous pannes : les pannes n'ont pas joué", attempts, 2*n)
+	}
+	a := act(t, c, *b.Acts[0].ID)
+	seen := map[string]string{}
+	for _, tr := range a.Transmissions {
+		seen[tr.Registry] = tr.State
+		if tr.Registry == "strict" && (tr.Reason == nil || *tr.Reason == "") {
+			t.Errorf("refus sans motif: %+v", tr)
+		}
+	}
+	if seen["faulty"] != "acknowledged" || seen["strict"] != "refused" {
+		t.Fatalf("transmissions de l'acte: %v", seen)
+	}
+}

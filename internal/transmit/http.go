@@ -1,0 +1,151 @@
+// Package transmit sends archived acts to the registries. Each connector
+// builds and sends messages behind one small interface; delivery
+// semantics (idempotency keys, attempts, states, retries) are the
+// caller's, the same for every connector.
+package transmit
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/registry"
+)
+
+// Outcome is what a registry answered to one message.
+type Outcome struct {
+	Status       int
+	Acknowledged bool   // accepted, with its acknowledgement
+	AckID        string // the registry's acknowledgement id
+	Refused      bool   // refused for good, with Reason
+	Reason       string
+	// Neither acknowledged nor refused: accepted, acknowledgement to come.
+}
+
+// ErrTransient marks a failure that may pass: network, timeout, 5xx, 429.
+var ErrTransient = errors.New("registre indisponible")
+
+// Message is one act version's message to a per-act registry.
+type Message struct {
+	ActID        string    `json:"act_id"`
+	Version      int       `json:"version"`
+	Commune      string    `json:"commune"`
+	Year         int       `json:"year"`
+	Kind         string    `json:"kind"`
+	Number       int       `json:"number"`
+	SealedSHA256 string    `json:"sealed_sha256"`
+	ObjectKey    string    `json:"object_key"`
+	ArchivedAt   time.Time `json:"archived_at"`
+}
+
+// HTTP is the generic JSON connector: one POST per act version, with its
+// idempotency key, for registries we do not know yet.
+type HTTP struct {
+	mu      sync.Mutex
+	clients map[string]*http.Client
+}
+
+// client builds (once per registry) an HTTP client with the registry's
+// mutual-TLS certificate and CA, if any.
+func (h *HTTP) client(reg registry.Registry) (*http.Client, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if c, ok := h.clients[reg.ID]; ok {
+		return c, nil
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = 30 * time.Second
+	if reg.Auth.ClientCert != "" || reg.Auth.CAFile != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if reg.Auth.ClientCert != "" {
+			cert, err := tls.LoadX509KeyPair(reg.Auth.ClientCert, reg.Auth.ClientKey)
+			if err != nil {
+				return nil, fmt.Errorf("certificat client de %s: %w", reg.ID, err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		if reg.Auth.CAFile != "" {
+			pem, err := os.ReadFile(reg.Auth.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("autorité de %s: %w", reg.ID, err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("autorité de %s: aucun certificat PEM", reg.ID)
+			}
+			cfg.RootCAs = pool
+		}
+		tr.TLSClientConfig = cfg
+	}
+	c := &http.Client{Transport: tr, Timeout: time.Minute}
+	if h.clients == nil {
+		h.clients = map[string]*http.Client{}
+	}
+	h.clients[reg.ID] = c
+	return c, nil
+}
+
+// Send posts msg under key. A transient failure is an error wrapping
+// ErrTransient; a refusal or an acceptance is an Outcome.
+func (h *HTTP) Send(ctx context.Context, reg registry.Registry, key string, msg Message) (Outcome, error) {
+	c, err := h.client(reg)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return Outcome{}, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", reg.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return Outcome{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	if reg.Auth.BearerTokenFile != "" {
+		tok, err := os.ReadFile(reg.Auth.BearerTokenFile)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("%w: jeton de %s: %w", ErrTransient, reg.ID, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		AckID  string `json:"ack_id"`
+		Reason string `json:"reason"`
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	_ = json.Unmarshal(data, &answer)
+	o := Outcome{Status: resp.StatusCode}
+	switch {
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+		return o, fmt.Errorf("%w: statut %d", ErrTransient, resp.StatusCode)
+	case resp.StatusCode == http.StatusAccepted:
+		return o, nil // accepted, acknowledgement to come
+	case resp.StatusCode >= 200 && resp.StatusCode < 300 && answer.AckID != "":
+		o.Acknowledged, o.AckID = true, answer.AckID
+		return o, nil
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return o, nil
+	default:
+		o.Refused, o.Reason = true, answer.Reason
+		if o.Reason == "" {
+			o.Reason = fmt.Sprintf("refus du registre (statut %d)", resp.StatusCode)
+		}
+		return o, nil
+	}
+}
