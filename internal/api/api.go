@@ -66,6 +66,8 @@ var Routes = []Route{
 	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
+	{"GET", "/api/v1/transmissions", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).listTransmissions},
+	{"POST", "/api/v1/transmissions/retry", hubAdmin, ScopeNone, (*Server).retryTransmissions},
 }
 
 // Server holds the API's dependencies.

@@ -154,6 +154,13 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return apiReq{path: "/api/v1/acts/retry", body: []byte(`{"ids": []}`),
 				header: http.Header{"Content-Type": {"application/json"}}}
 		}},
+		"GET /api/v1/transmissions": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/transmissions"}
+		}},
+		"POST /api/v1/transmissions/retry": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/transmissions/retry", body: []byte(`{"state": "dead"}`),
+				header: http.Header{"Content-Type": {"application/json"}}}
+		}},
 		"GET /api/v1/communes/{code}": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/communes/12202"}
 		}},

@@ -75,6 +75,8 @@ func commands() []command {
 		{"acts list", "liste les actes", cmdActsList},
 		{"act show", "affiche un acte, ses versions et son historique", cmdActShow},
 		{"acts retry", "relance les actes bloqués (stalled)", cmdActsRetry},
+		{"transmissions list", "liste les transmissions aux registres et leur état", cmdTransmissionsList},
+		{"transmissions retry", "relance des transmissions non acquittées", cmdTransmissionsRetry},
 		{"sample generate", "génère un lot d'exemple (actes fictifs)", cmdSampleGenerate},
 		{"dev", "outils de la pile locale (ports, wait, expect)", cmdDev},
 		{"pdfcheck", "contrôle un PDF lu sur l'entrée standard (processus enfant du serveur)", cmdPDFCheck},

@@ -376,3 +376,87 @@ seulement les ID donnés (identifiants d'acte ou d'entrée).`)
 	fmt.Fprintf(env.Stdout, "%d entrée(s) relancée(s)\n", len(out.Retried))
 	return nil
 }
+
+func cmdTransmissionsList(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "transmissions list", "[--registry ID] [--state S] [--json]", `
+Liste les transmissions aux registres (par acte, version et registre) :
+état (pending, sent, acknowledged, refused, retrying, overdue, dead),
+tentatives, accusé de réception ou motif du refus. Rien ne disparaît :
+une transmission abandonnée (dead) reste listée et se relance.`)
+	reg := fs.String("registry", "", "registre")
+	state := fs.String("state", "", "état")
+	asJSON := fs.Bool("json", false, "sortie JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	v := url.Values{}
+	if *reg != "" {
+		v.Set("registry", *reg)
+	}
+	if *state != "" {
+		v.Set("state", *state)
+	}
+	raw, err := c.Get(ctx, "/api/v1/transmissions?"+v.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := env.Stdout.Write(raw)
+		return err
+	}
+	var out struct {
+		Transmissions []store.TransmissionItem `json:"transmissions"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tACTE\tV\tREGISTRE\tÉTAT\tTENTATIVES\tACCUSÉ/MOTIF\tMAJ")
+	for _, t := range out.Transmissions {
+		note := deref(t.AckID)
+		if t.Reason != nil {
+			note = *t.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", t.ID, t.ActID, t.Version, t.Registry, t.State, t.Attempts, note, t.UpdatedAt.Local().Format("2006-01-02 15:04:05"))
+	}
+	return tw.Flush()
+}
+
+func cmdTransmissionsRetry(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "transmissions retry", "[--registry ID] [--state dead|refused|overdue|retrying] [ID...]", `
+Relance des transmissions non acquittées, avec un budget de tentatives
+neuf (les tentatives passées restent dans l'historique) : par identifiant,
+par registre ou par état. Un critère au moins est requis.`)
+	reg := fs.String("registry", "", "registre")
+	state := fs.String("state", "", "état")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 && *reg == "" && *state == "" {
+		return usagef("indiquez des identifiants, --registry ou --state")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	if pos == nil {
+		pos = []string{}
+	}
+	raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"ids": pos, "registry": *reg, "state": *state})
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Retried []string `json:"retried"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%d transmission(s) relancée(s)\n", len(out.Retried))
+	return nil
+}

@@ -131,6 +131,17 @@ func (c *Client) EnqueueFor(ctx context.Context, tx pgx.Tx, entryID string, stat
 	return fmt.Errorf("aucune étape à relancer depuis l'état %s", state)
 }
 
+// EnqueueSend enqueues, in tx, the sending of a re-driven transmission.
+// Lot-based connectors (insee, archives) are picked up by their lot
+// builders instead.
+func (c *Client) EnqueueSend(ctx context.Context, tx pgx.Tx, transmissionID, connector string) error {
+	if connector != string(registry.ConnectorHTTP) {
+		return nil
+	}
+	_, err := c.River.InsertTx(ctx, tx, SendArgs{TransmissionID: transmissionID}, nil)
+	return err
+}
+
 // ValidateArgs asks for the validation of one received entry.
 type ValidateArgs struct {
 	EntryID string `json:"entry_id"`

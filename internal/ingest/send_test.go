@@ -131,3 +131,69 @@ func TestSendThroughFaults(t *testing.T) {
 		t.Fatalf("transmissions de l'acte: %v", seen)
 	}
 }
+
+// TestDeadThenRetried: a registry down past its budget leaves the
+// transmission dead, listed, with every attempt; once it is back,
+// retrying by state gets it acknowledged.
+func TestDeadThenRetried(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{"error_rate": 1}`)
+	cfg, err := registry.Parse("r.yaml", []byte(fmt.Sprintf(`registries:
+  - id: down
+    connector: http
+    endpoint: %s/http/down
+    route: {}
+    retry: {initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 3}
+`, sim)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := &registry.Routes{}
+	routes.Set(cfg)
+	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
+	s.Hub(t, "h", "12202")
+	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	ctx := context.Background()
+	upload(t, c, map[string][]byte{"a.pdf": pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 7, DPI: 72})}, []string{"a.pdf"})
+	waitTransmission := func(want string) map[string]any {
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			raw, err := c.Get(ctx, "/api/v1/transmissions", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct {
+				Transmissions []map[string]any `json:"transmissions"`
+			}
+			_ = json.Unmarshal(raw, &out)
+			if len(out.Transmissions) == 1 && out.Transmissions[0]["state"] == want {
+				return out.Transmissions[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("transmission: %s, attendu %s", raw, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	dead := waitTransmission("dead")
+	if dead["attempts"].(float64) != 3 || dead["reason"] == nil {
+		t.Fatalf("transmission morte: %v", dead)
+	}
+	var kept int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM transmission_attempts WHERE outcome = 'failed' AND http_status = 503`).Scan(&kept); err != nil || kept != 3 {
+		t.Fatalf("%d tentatives gardées (%v)", kept, err)
+	}
+	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "dead"})
+	if err != nil || !bytes.Contains(raw, []byte(dead["id"].(string))) {
+		t.Fatalf("relance: %s %v", raw, err)
+	}
+	acked := waitTransmission("acknowledged")
+	if acked["ack_id"] == nil {
+		t.Fatalf("acquittée sans accusé: %v", acked)
+	}
+}

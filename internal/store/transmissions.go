@@ -187,3 +187,86 @@ func (s *Store) MarkOverdue(ctx context.Context, id string) (bool, error) {
 	tag, err := s.Pool.Exec(ctx, `UPDATE transmissions SET state = 'overdue', updated_at = now() WHERE id = $1 AND state = 'sent'`, id)
 	return tag.RowsAffected() == 1, err
 }
+
+// TransmissionItem is one transmission in a list.
+type TransmissionItem struct {
+	ID        string    `json:"id"`
+	ActID     string    `json:"act_id"`
+	Version   int       `json:"version"`
+	Registry  string    `json:"registry"`
+	State     string    `json:"state"`
+	Attempts  int       `json:"attempts"`
+	AckID     *string   `json:"ack_id"`
+	Reason    *string   `json:"reason"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// TransmissionFilter selects transmissions.
+type TransmissionFilter struct {
+	IDs      []string
+	Registry string
+	State    string
+	Limit    int
+}
+
+const transmissionScope = `FROM transmissions t JOIN acts a ON a.id = t.act_id JOIN entries e ON e.id = t.entry_id JOIN batches b ON b.id = e.batch_id
+	WHERE ($1::text[] IS NULL OR a.commune_chain && $1) AND ($2 = '' OR b.hub_id = $2)
+	  AND ($3 = '' OR t.registry = $3) AND ($4 = '' OR t.state = $4) AND (cardinality($5::text[]) = 0 OR t.id::text = ANY($5))`
+
+// Transmissions lists transmissions in scope, oldest change first.
+func (s *Store) Transmissions(ctx context.Context, sc Scope, f TransmissionFilter) ([]TransmissionItem, error) {
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 1000
+	}
+	ids := f.IDs
+	if ids == nil {
+		ids = []string{}
+	}
+	rows, err := s.Pool.Query(ctx, `SELECT t.id, t.act_id, t.version, t.registry, t.state, t.attempts, t.ack_id, t.reason, t.updated_at `+
+		transmissionScope+` ORDER BY t.updated_at, t.id LIMIT $6`, sc.communeFilter(), sc.HubID, f.Registry, f.State, ids, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[TransmissionItem])
+}
+
+// RetryTransmissions puts transmissions in scope that are not
+// acknowledged back to pending with a fresh budget (their attempts stay in
+// transmission_attempts) and calls enqueue for each, in one transaction.
+func (s *Store) RetryTransmissions(ctx context.Context, actor Actor, sc Scope, f TransmissionFilter, enqueue func(tx pgx.Tx, id, connector string) error) ([]string, error) {
+	var done []string
+	ids := f.IDs
+	if ids == nil {
+		ids = []string{}
+	}
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT t.id, t.connector, t.act_id `+transmissionScope+` AND t.state IN ('dead', 'refused', 'overdue', 'retrying')
+			ORDER BY t.updated_at FOR UPDATE OF t`, sc.communeFilter(), sc.HubID, f.Registry, f.State, ids)
+		if err != nil {
+			return err
+		}
+		type row struct{ id, connector, act string }
+		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			err := r.Scan(&x.id, &x.connector, &x.act)
+			return x, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, x := range list {
+			if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = 'pending', attempts = 0, reason = NULL, updated_at = now() WHERE id = $1`, x.id); err != nil {
+				return err
+			}
+			if err := audit(ctx, tx, Event{Actor: actor, Action: "transmission.retry", ActID: x.act, Data: map[string]any{"transmission": x.id}}); err != nil {
+				return err
+			}
+			if err := enqueue(tx, x.id, x.connector); err != nil {
+				return err
+			}
+			done = append(done, x.id)
+		}
+		return nil
+	})
+	return done, err
+}
