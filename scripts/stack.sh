@@ -45,7 +45,7 @@ tools() {
 		touch "$BIN/.versitygw-$VERSITYGW_VERSION"
 	fi
 	# Independent PDF checkers used by the tests.
-	apt_install qpdf poppler-utils
+	apt_install qpdf poppler-utils libxml2-utils
 }
 
 # --- PostgreSQL ----------------------------------------------------------
