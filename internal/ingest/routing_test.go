@@ -105,6 +105,31 @@ func TestRoutingAtArchive(t *testing.T) {
 	if g := strings.Join(got(*b.Acts[1].ID), ","); g != "v1:archives" {
 		t.Errorf("acte de reprise: %s", g)
 	}
+	// Lots: the act set is committed once; a second builder finds nothing free.
+	un, err := s.Store.Unlotted(ctx, "archives", 100)
+	if err != nil || len(un) != 3 {
+		t.Fatalf("non lotties: %d %v", len(un), err)
+	}
+	var ids []string
+	for _, u := range un {
+		ids = append(ids, u.ID)
+	}
+	lot, err := s.Store.CreateLot(ctx, "archives", "archives", "12202/2025/naissance", "12202", ids, nil)
+	if err != nil || lot == "" {
+		t.Fatalf("lot: %q %v", lot, err)
+	}
+	again, err := s.Store.CreateLot(ctx, "archives", "archives", "12202/2025/naissance", "12202", ids, nil)
+	if err != nil || again != "" {
+		t.Fatalf("second lot sur les mêmes actes: %q %v", again, err)
+	}
+	var acts, lots int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT (SELECT acts FROM lots WHERE id = $1), (SELECT count(*) FROM lots)`, lot).Scan(&acts, &lots); err != nil || acts != 3 || lots != 1 {
+		t.Fatalf("lots: %d actes, %d lots (%v)", acts, lots, err)
+	}
+	if un, _ := s.Store.Unlotted(ctx, "archives", 100); len(un) != 0 {
+		t.Fatalf("%d transmissions encore sans lot", len(un))
+	}
+
 	// Each key is derived from (registry, act, version), unique.
 	var n, keys int
 	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT idempotency_key) FROM transmissions`).Scan(&n, &keys); err != nil || n != 4 || keys != 4 {

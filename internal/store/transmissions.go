@@ -270,3 +270,70 @@ func (s *Store) RetryTransmissions(ctx context.Context, actor Actor, sc Scope, f
 	})
 	return done, err
 }
+
+// Unlotted is a transmission of a lot-based connector waiting for its lot.
+type Unlotted struct {
+	ID         string
+	Registry   string
+	Connector  string
+	Commune    string
+	Year       int
+	Kind       string
+	SansVie    bool
+	Number     int
+	ArchivedAt time.Time
+}
+
+// Unlotted lists transmissions of registry not yet in a lot.
+func (s *Store) Unlotted(ctx context.Context, registry string, limit int) ([]Unlotted, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT t.id, t.registry, t.connector, e.commune, e.year, e.kind,
+			coalesce((e.index_data->>'sans_vie')::boolean, false), e.number, e.archived_at
+		FROM transmissions t JOIN entries e ON e.id = t.entry_id
+		WHERE t.registry = $1 AND t.lot_id IS NULL AND t.connector <> 'http' AND t.state = 'pending'
+		ORDER BY e.commune, e.year, e.kind, e.number LIMIT $2`, registry, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[Unlotted])
+}
+
+// CreateLot commits a lot's act set: the lot row and its transmissions'
+// link, in one transaction, only for transmissions still unlotted (a
+// concurrent builder cannot put one act in two lots). then runs in the
+// same transaction (to enqueue the send). It returns the lot id, or ""
+// when none of the transmissions was still free.
+func (s *Store) CreateLot(ctx context.Context, registry, connector, groupKey, commune string, transmissionIDs []string, then func(tx pgx.Tx, lotID string) error) (string, error) {
+	lotID := uuid.NewString()
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO lots (id, registry, connector, group_key, commune, acts) VALUES ($1, $2, $3, $4, $5, 0)`,
+			lotID, registry, connector, groupKey, commune); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE transmissions SET lot_id = $1, updated_at = now()
+			WHERE id = ANY($2) AND lot_id IS NULL AND state = 'pending'`, lotID, transmissionIDs)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			lotID = ""
+			return errNothingToLot
+		}
+		if _, err := tx.Exec(ctx, `UPDATE lots SET acts = $2 WHERE id = $1`, lotID, tag.RowsAffected()); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, Event{Actor: System, Action: "lot.create",
+			Data: map[string]any{"lot": lotID, "registry": registry, "group": groupKey, "acts": tag.RowsAffected()}}); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx, lotID)
+		}
+		return nil
+	})
+	if err == errNothingToLot {
+		return "", nil
+	}
+	return lotID, err
+}
+
+var errNothingToLot = fmt.Errorf("aucune transmission libre pour ce lot")
