@@ -55,6 +55,12 @@ type Deps struct {
 	Routes *registry.Routes
 	// HTTP sends per-act messages (connector "http").
 	HTTP *transmit.HTTP
+	// LotPolicies group the transmissions of lot-based connectors; a
+	// connector without one keeps its transmissions pending.
+	LotPolicies map[registry.Connector]LotPolicy
+	// OnLot runs in the transaction that commits a lot (to enqueue its
+	// send, once the connector's sender exists).
+	OnLot func(ctx context.Context, tx pgx.Tx, lotID string) error
 
 	jobs *Client // set by NewClient, for the next step's InsertTx
 }
@@ -70,6 +76,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	if deps.HTTP == nil {
 		deps.HTTP = &transmit.HTTP{}
 	}
+	if deps.LotPolicies == nil {
+		deps.LotPolicies = map[registry.Connector]LotPolicy{registry.ConnectorArchives: ArchivesPolicy(time.Minute)}
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &ValidateWorker{deps: deps})
 	river.AddWorker(workers, &SealWorker{deps: deps})
@@ -77,6 +86,7 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	river.AddWorker(workers, &CleanupWorker{deps: deps})
 	river.AddWorker(workers, &SweepWorker{deps: deps})
 	river.AddWorker(workers, &SendWorker{deps: deps})
+	river.AddWorker(workers, &LotBuildWorker{deps: deps})
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,
@@ -92,6 +102,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(5*time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return SweepArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
+				func() (river.JobArgs, *river.InsertOpts) { return LotBuildArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		},
 	}

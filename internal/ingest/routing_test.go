@@ -43,7 +43,10 @@ func TestRoutingAtArchive(t *testing.T) {
 	}
 	routes := &registry.Routes{}
 	routes.Set(cfg)
-	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
+	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) {
+		d.Routes = routes
+		d.LotPolicies = map[registry.Connector]ingest.LotPolicy{} // this test builds its lot by hand
+	}})
 	s.Hub(t, "h", "12202")
 	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
 	ctx := context.Background()
@@ -134,5 +137,63 @@ func TestRoutingAtArchive(t *testing.T) {
 	var n, keys int
 	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT idempotency_key) FROM transmissions`).Scan(&n, &keys); err != nil || n != 4 || keys != 4 {
 		t.Fatalf("%d transmissions, %d clés (%v)", n, keys, err)
+	}
+}
+
+// TestLotsPerRegister: the lot builder makes one archives lot per
+// register (commune, year, kind) and leaves per-act registries alone.
+func TestLotsPerRegister(t *testing.T) {
+	t.Parallel()
+	cfg, err := registry.Parse("routes.yaml", []byte(routesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := &registry.Routes{}
+	routes.Set(cfg)
+	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
+	s.Hub(t, "h", "12202")
+	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	ctx := context.Background()
+	// Three deaths of 2020 (one register) via the maintenance helper.
+	files := map[string][]byte{}
+	var order []string
+	for i := range 3 {
+		name := fmt.Sprintf("d%d.pdf", i)
+		files[name] = pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: int64(300 + i), DPI: 72})
+		order = append(order, name)
+	}
+	id := upload(t, c, files, order)
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if b, _, err := c.WaitBatch(wctx, id, nil); err != nil || b.Counts.Archived != 3 {
+		t.Fatalf("lot: %+v %v", b.Counts, err)
+	}
+	// Not a minute after the last act yet: a plain build waits, a flush builds.
+	if _, err := s.Jobs.River.Insert(ctx, ingest.LotBuildArgs{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	var early int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM lots`).Scan(&early); err != nil || early != 0 {
+		t.Fatalf("%d lots constitués avant la fin du dépôt (%v)", early, err)
+	}
+	if _, err := s.Jobs.River.Insert(ctx, ingest.LotBuildArgs{Flush: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var lots, acts int
+		var key string
+		err := s.Store.Pool.QueryRow(ctx, `SELECT count(*), coalesce(max(acts), 0), coalesce(max(group_key), '') FROM lots WHERE registry = 'archives'`).Scan(&lots, &acts, &key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lots == 1 && acts == 3 && key == "12202/2020/deces" {
+			break
+		}
+		if time.Now().After(deadline) || lots > 1 {
+			t.Fatalf("%d lots, %d actes, clé %q", lots, acts, key)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

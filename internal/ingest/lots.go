@@ -1,0 +1,114 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/store"
+)
+
+// LotPolicy says how a lot-based connector groups transmissions into
+// lots, and when a group may become a lot (flush overrides it).
+type LotPolicy struct {
+	Key func(u store.Unlotted) string
+	// Ready reports whether the group key, whose newest act was archived
+	// at newest, may become a lot at now.
+	Ready func(key string, newest, now time.Time) bool
+}
+
+// ArchivesPolicy groups by register (commune, year, kind): one SEDA
+// transfer per register, once no act of it has been archived for settle
+// (a batch being ingested ends in one package, not one per act).
+func ArchivesPolicy(settle time.Duration) LotPolicy {
+	return LotPolicy{
+		Key:   func(u store.Unlotted) string { return fmt.Sprintf("%s/%d/%s", u.Commune, u.Year, u.Kind) },
+		Ready: func(_ string, newest, now time.Time) bool { return now.Sub(newest) >= settle },
+	}
+}
+
+// LotBuildArgs builds the lots of one registry (all lot-based registries
+// when Registry is empty). Flush builds lots whose period is not over.
+type LotBuildArgs struct {
+	Registry string `json:"registry,omitempty"`
+	Flush    bool   `json:"flush,omitempty"`
+}
+
+// Kind implements river.JobArgs.
+func (LotBuildArgs) Kind() string { return "lot_build" }
+
+// LotBuildWorker commits lots: for each group of unlotted transmissions
+// that is ready, one lot, its act set committed before any send.
+type LotBuildWorker struct {
+	river.WorkerDefaults[LotBuildArgs]
+	deps *Deps
+}
+
+// Timeout bounds one build round.
+func (w *LotBuildWorker) Timeout(*river.Job[LotBuildArgs]) time.Duration { return w.deps.stepTimeout() }
+
+// Work implements river.Worker.
+func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs]) error {
+	d := w.deps
+	cfg := d.Routes.Get()
+	if cfg == nil {
+		return nil
+	}
+	now := time.Now()
+	for _, reg := range cfg.Registries {
+		if reg.Connector == registry.ConnectorHTTP || (job.Args.Registry != "" && job.Args.Registry != reg.ID) {
+			continue
+		}
+		policy, ok := d.LotPolicies[reg.Connector]
+		if !ok {
+			continue // no lot builder for this connector yet: transmissions wait, visible as pending
+		}
+		list, err := d.Store.Unlotted(ctx, reg.ID, 10000)
+		if err != nil {
+			return err
+		}
+		type lot struct {
+			commune string
+			newest  time.Time
+			ids     []string
+		}
+		lots := map[string]*lot{}
+		var order []string
+		for _, u := range list {
+			key := policy.Key(u)
+			l := lots[key]
+			if l == nil {
+				l = &lot{commune: u.Commune}
+				lots[key] = l
+				order = append(order, key)
+			}
+			l.ids = append(l.ids, u.ID)
+			if u.ArchivedAt.After(l.newest) {
+				l.newest = u.ArchivedAt
+			}
+		}
+		for _, key := range order {
+			l := lots[key]
+			if !job.Args.Flush && !policy.Ready(key, l.newest, now) {
+				continue
+			}
+			id, err := d.Store.CreateLot(ctx, reg.ID, string(reg.Connector), key, l.commune, l.ids, func(tx pgx.Tx, lotID string) error {
+				if d.OnLot != nil {
+					return d.OnLot(ctx, tx, lotID)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if id != "" {
+				d.Logger.Info("lot constitué", "registry", reg.ID, "lot", id, "group", key, "acts", len(l.ids))
+			}
+		}
+	}
+	return nil
+}
