@@ -68,6 +68,7 @@ var Routes = []Route{
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
 	{"GET", "/api/v1/transmissions", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).listTransmissions},
 	{"POST", "/api/v1/transmissions/retry", hubAdmin, ScopeNone, (*Server).retryTransmissions},
+	{"POST", "/api/v1/transmissions/flush", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).flushTransmissions},
 }
 
 // Server holds the API's dependencies.

@@ -161,6 +161,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return apiReq{path: "/api/v1/transmissions/retry", body: []byte(`{"state": "dead"}`),
 				header: http.Header{"Content-Type": {"application/json"}}}
 		}},
+		"POST /api/v1/transmissions/flush": {ok: 202, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/transmissions/flush", body: []byte(`{}`), header: http.Header{"Content-Type": {"application/json"}}}
+		}},
 		"GET /api/v1/communes/{code}": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/communes/12202"}
 		}},

@@ -52,3 +52,19 @@ func (s *Server) retryTransmissions(w http.ResponseWriter, r *http.Request, p au
 	}
 	return writeJSON(w, 200, map[string]any{"retried": done})
 }
+
+// flushTransmissions builds at once the lots a cadence would hold back.
+func (s *Server) flushTransmissions(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var body struct {
+		Registry string `json:"registry"`
+	}
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&body); err != nil {
+			return &Problem{Status: 400, Type: "invalid_request", Title: "Requête invalide", Detail: `Corps JSON attendu : {"registry": "…"} (facultatif).`}
+		}
+	}
+	if err := s.Jobs.Flush(r.Context(), body.Registry); err != nil {
+		return err
+	}
+	return writeJSON(w, 202, map[string]any{"flushing": body.Registry})
+}

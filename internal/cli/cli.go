@@ -77,6 +77,7 @@ func commands() []command {
 		{"acts retry", "relance les actes bloqués (stalled)", cmdActsRetry},
 		{"transmissions list", "liste les transmissions aux registres et leur état", cmdTransmissionsList},
 		{"transmissions retry", "relance des transmissions non acquittées", cmdTransmissionsRetry},
+		{"transmissions flush", "constitue tout de suite les lots en attente de cadence", cmdTransmissionsFlush},
 		{"sample generate", "génère un lot d'exemple (actes fictifs)", cmdSampleGenerate},
 		{"dev", "outils de la pile locale (ports, wait, expect)", cmdDev},
 		{"pdfcheck", "contrôle un PDF lu sur l'entrée standard (processus enfant du serveur)", cmdPDFCheck},

@@ -460,3 +460,17 @@ par registre ou par état. Un critère au moins est requis.`)
 	fmt.Fprintf(env.Stdout, "%d transmission(s) relancée(s)\n", len(out.Retried))
 	return nil
 }
+
+func cmdTransmissionsFlush(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "transmissions flush", "[--registry ID]", `Constitue tout de suite les lots qu'une cadence retiendrait encore (rôle admin).`)
+	reg := fs.String("registry", "", "registre (tous les registres à lots par défaut)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	_, err = c.Post(ctx, "/api/v1/transmissions/flush", map[string]any{"registry": *reg})
+	return err
+}

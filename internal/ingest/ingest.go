@@ -144,6 +144,13 @@ func (c *Client) EnqueueFor(ctx context.Context, tx pgx.Tx, entryID string, stat
 	return fmt.Errorf("aucune étape à relancer depuis l'état %s", state)
 }
 
+// Flush asks for the lots of registry (every lot-based registry when
+// empty) to be built now, whatever their cadence.
+func (c *Client) Flush(ctx context.Context, registry string) error {
+	_, err := c.River.Insert(ctx, LotBuildArgs{Registry: registry, Flush: true}, nil)
+	return err
+}
+
 // EnqueueSend enqueues, in tx, the sending of a re-driven transmission.
 // Lot-based connectors (insee, archives) are picked up by their lot
 // builders instead.
