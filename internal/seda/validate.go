@@ -3,8 +3,10 @@ package seda
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -68,6 +70,10 @@ func extractSchemas() (string, error) {
 // xmllint is not installed, and otherwise an error carrying xmllint's
 // messages.
 //
+// xmllint's XSD validator does not resolve xsd:IDREF values; Validate
+// checks them itself (a DataObjectReferenceId must name an object of the
+// message).
+//
 // It checks the schema only: code-list values (digest algorithm, MIME
 // type, rule identifiers) are free tokens for the schema, and the
 // digests are not compared with any file.
@@ -92,6 +98,67 @@ func Validate(doc []byte) error {
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(strings.ReplaceAll(out.String(), dir+string(filepath.Separator), ""))
 		return fmt.Errorf("seda: message non conforme au schéma SEDA 2.3 (%v) :\n%s", err, msg)
+	}
+	return checkIDRefs(doc)
+}
+
+// idrefElements are the SEDA elements typed xsd:IDREF.
+var idrefElements = map[string]bool{
+	"DataObjectReferenceId":      true,
+	"DataObjectGroupReferenceId": true,
+	"ArchiveUnitRefId":           true,
+	"SignedDocumentReferenceId":  true,
+}
+
+// checkIDRefs completes xmllint, whose XSD validator (libxml2 2.9) does not
+// check that xsd:IDREF values resolve: every SEDA reference to an
+// object, group or unit (and Relationship/@target) must name an id
+// attribute of the same document.
+func checkIDRefs(doc []byte) error {
+	ids := map[string]bool{}
+	var refs []string
+	dec := xml.NewDecoder(bytes.NewReader(doc))
+	var inRef bool
+	var text strings.Builder
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("seda: message illisible : %w", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			for _, a := range tok.Attr {
+				if a.Name.Local == "id" && (a.Name.Space == "" || a.Name.Space == "http://www.w3.org/XML/1998/namespace") {
+					ids[strings.TrimSpace(a.Value)] = true
+				}
+				if tok.Name.Space == Namespace && tok.Name.Local == "Relationship" && a.Name.Local == "target" && a.Name.Space == "" {
+					refs = append(refs, strings.TrimSpace(a.Value))
+				}
+			}
+			inRef = tok.Name.Space == Namespace && idrefElements[tok.Name.Local]
+			text.Reset()
+		case xml.CharData:
+			if inRef {
+				text.Write(tok)
+			}
+		case xml.EndElement:
+			if inRef {
+				refs = append(refs, strings.TrimSpace(text.String()))
+				inRef = false
+			}
+		}
+	}
+	var missing []string
+	for _, r := range refs {
+		if !ids[r] {
+			missing = append(missing, r)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("seda: message non conforme au schéma SEDA 2.3 : référence(s) IDREF sans id correspondant : %s", strings.Join(missing, ", "))
 	}
 	return nil
 }
