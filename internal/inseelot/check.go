@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -150,6 +151,9 @@ func (c *checker) text(s, what string, required bool) (string, error) {
 		}
 		return "", nil
 	}
+	if strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) {
+		return "", c.fail("%s illisible (caractère de contrôle ou octet non UTF-8) : %q", what, s)
+	}
 	if n := utf8.RuneCountInString(s); n > maxText {
 		return "", c.fail("%s trop long (%d caractères, %d au plus)", what, n, maxText)
 	}
@@ -271,7 +275,10 @@ func (c *checker) naissance(a Act, b *xBulletin) error {
 		if x.Prenoms, err = c.givenNames(p.GivenNames, of); err != nil {
 			return err
 		}
-		n.Parents = append(n.Parents, x)
+		if n.Parents == nil {
+			n.Parents = &xParents{}
+		}
+		n.Parents.Parent = append(n.Parents.Parent, x)
 	}
 	b.Naissance = n
 	return nil

@@ -131,7 +131,11 @@ type xIdentite struct {
 
 type xNaissance struct {
 	Enfant  xIdentite `xml:"enfant"`
-	Parents []xParent `xml:"parents>parent,omitempty"`
+	Parents *xParents `xml:"parents,omitempty"` // absent when no parent is known
+}
+
+type xParents struct {
+	Parent []xParent `xml:"parent"`
 }
 
 type xParent struct {
