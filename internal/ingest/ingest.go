@@ -77,7 +77,10 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 		deps.HTTP = &transmit.HTTP{}
 	}
 	if deps.LotPolicies == nil {
-		deps.LotPolicies = map[registry.Connector]LotPolicy{registry.ConnectorArchives: ArchivesPolicy(time.Minute)}
+		deps.LotPolicies = map[registry.Connector]LotPolicy{
+			registry.ConnectorArchives: ArchivesPolicy(time.Minute),
+			registry.ConnectorINSEE:    INSEEPolicy(),
+		}
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &ValidateWorker{deps: deps})

@@ -3,11 +3,14 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/etatcivil/etatcivil/internal/inseelot"
+	"github.com/etatcivil/etatcivil/internal/manifest"
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -28,6 +31,36 @@ func ArchivesPolicy(settle time.Duration) LotPolicy {
 	return LotPolicy{
 		Key:   func(u store.Unlotted) string { return fmt.Sprintf("%s/%d/%s", u.Commune, u.Year, u.Kind) },
 		Ready: func(_ string, newest, now time.Time) bool { return now.Sub(newest) >= settle },
+	}
+}
+
+// INSEEPolicy groups courant acts by commune, nature and period (births
+// daily, deaths weekly, marriages and stillbirths monthly, in the
+// commune's time zone, by archiving date), ready once the period is over.
+// Acts INSEE does not receive (recognitions) get no key and stay pending.
+func INSEEPolicy() LotPolicy {
+	return LotPolicy{
+		Key: func(u store.Unlotted) string {
+			nature, ok := inseelot.NatureOf(u.Kind, u.SansVie)
+			if !ok {
+				return ""
+			}
+			from, _ := inseelot.Period(nature, u.ArchivedAt, manifest.Location(u.Commune))
+			return fmt.Sprintf("%s/%s/%s", u.Commune, nature, from.Format(time.RFC3339))
+		},
+		Ready: func(key string, _, now time.Time) bool {
+			parts := strings.SplitN(key, "/", 3)
+			if len(parts) != 3 {
+				return false
+			}
+			from, err := time.Parse(time.RFC3339, parts[2])
+			if err != nil {
+				return false
+			}
+			loc := manifest.Location(parts[0])
+			_, to := inseelot.Period(parts[1], from.In(loc), loc)
+			return !now.Before(to)
+		},
 	}
 }
 
@@ -80,6 +113,9 @@ func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs])
 		var order []string
 		for _, u := range list {
 			key := policy.Key(u)
+			if key == "" {
+				continue
+			}
 			l := lots[key]
 			if l == nil {
 				l = &lot{commune: u.Commune}
