@@ -363,7 +363,12 @@ seulement les ID donnés (identifiants d'acte ou d'entrée).`)
 	if pos == nil {
 		pos = []string{}
 	}
-	raw, err := c.Post(ctx, "/api/v1/acts/retry", map[string]any{"ids": pos})
+	return postRetry(ctx, env, c, "/api/v1/acts/retry", map[string]any{"ids": pos}, "entrée(s) relancée(s)")
+}
+
+// postRetry posts a retry request and prints how many items it re-drove.
+func postRetry(ctx context.Context, env *Env, c *client.Client, path string, body map[string]any, what string) error {
+	raw, err := c.Post(ctx, path, body)
 	if err != nil {
 		return err
 	}
@@ -373,7 +378,7 @@ seulement les ID donnés (identifiants d'acte ou d'entrée).`)
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "%d entrée(s) relancée(s)\n", len(out.Retried))
+	fmt.Fprintf(env.Stdout, "%d %s\n", len(out.Retried), what)
 	return nil
 }
 
@@ -447,18 +452,7 @@ par registre ou par état. Un critère au moins est requis.`)
 	if pos == nil {
 		pos = []string{}
 	}
-	raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"ids": pos, "registry": *reg, "state": *state})
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Retried []string `json:"retried"`
-	}
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "%d transmission(s) relancée(s)\n", len(out.Retried))
-	return nil
+	return postRetry(ctx, env, c, "/api/v1/transmissions/retry", map[string]any{"ids": pos, "registry": *reg, "state": *state}, "transmission(s) relancée(s)")
 }
 
 func cmdTransmissionsFlush(ctx context.Context, env *Env, args []string) error {

@@ -32,12 +32,11 @@ const routesYAML = `registries:
     route: {versions: all}
 `
 
-// TestRoutingAtArchive: archiving a version records, in the same
-// transaction, one pending transmission per registry whose rule matches;
-// the act shows them; a new version goes only where "versions: all".
-func TestRoutingAtArchive(t *testing.T) {
-	t.Parallel()
-	cfg, err := registry.Parse("routes.yaml", []byte(routesYAML))
+// routedStack starts a stack whose workers route to the registries of
+// yaml (tune may change more), with hub "h" of Rodez and a client of it.
+func routedStack(t *testing.T, yaml string, tune func(*ingest.Deps)) (*testenv.Stack, *client.Client) {
+	t.Helper()
+	cfg, err := registry.Parse("routes.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,10 +44,22 @@ func TestRoutingAtArchive(t *testing.T) {
 	routes.Set(cfg)
 	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) {
 		d.Routes = routes
-		d.LotPolicies = map[registry.Connector]ingest.LotPolicy{} // this test builds its lot by hand
+		if tune != nil {
+			tune(d)
+		}
 	}})
 	s.Hub(t, "h", "12202")
-	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	return s, client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+}
+
+// TestRoutingAtArchive: archiving a version records, in the same
+// transaction, one pending transmission per registry whose rule matches;
+// the act shows them; a new version goes only where "versions: all".
+func TestRoutingAtArchive(t *testing.T) {
+	t.Parallel()
+	s, c := routedStack(t, routesYAML, func(d *ingest.Deps) {
+		d.LotPolicies = map[registry.Connector]ingest.LotPolicy{} // this test builds its lot by hand
+	})
 	ctx := context.Background()
 
 	courant, reprise, v2 := pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 51, DPI: 100}), pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 52, DPI: 100}),
@@ -144,15 +155,7 @@ func TestRoutingAtArchive(t *testing.T) {
 // register (commune, year, kind) and leaves per-act registries alone.
 func TestLotsPerRegister(t *testing.T) {
 	t.Parallel()
-	cfg, err := registry.Parse("routes.yaml", []byte(routesYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes := &registry.Routes{}
-	routes.Set(cfg)
-	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
-	s.Hub(t, "h", "12202")
-	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+	s, c := routedStack(t, routesYAML, nil)
 	ctx := context.Background()
 	// Three deaths of 2020 (one register) via the maintenance helper.
 	files := map[string][]byte{}

@@ -10,13 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etatcivil/etatcivil/internal/auth"
-	"github.com/etatcivil/etatcivil/internal/client"
-	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfgen"
-	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/registrysim"
-	"github.com/etatcivil/etatcivil/internal/testenv"
 )
 
 func simWith(t *testing.T, faults string) string {
@@ -53,7 +48,7 @@ func TestSendThroughFaults(t *testing.T) {
 	t.Parallel()
 	faulty := simWith(t, `{"error_rate": 0.3, "drop_rate": 0.1, "lost_ack_rate": 0.2, "latency_ms_max": 50}`)
 	refusing := simWith(t, `{"refuse_rate": 1}`)
-	cfg, err := registry.Parse("r.yaml", []byte(fmt.Sprintf(`registries:
+	s, c := routedStack(t, fmt.Sprintf(`registries:
   - id: faulty
     connector: http
     endpoint: %s/http/faulty
@@ -64,15 +59,7 @@ func TestSendThroughFaults(t *testing.T) {
     connector: http
     endpoint: %s/http/strict
     route: {kinds: [deces]}
-`, faulty, refusing)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes := &registry.Routes{}
-	routes.Set(cfg)
-	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
-	s.Hub(t, "h", "12202")
-	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+`, faulty, refusing), nil)
 	ctx := context.Background()
 	const n = 12
 	files := map[string][]byte{}
@@ -138,21 +125,13 @@ func TestSendThroughFaults(t *testing.T) {
 func TestDeadThenRetried(t *testing.T) {
 	t.Parallel()
 	sim := simWith(t, `{"error_rate": 1}`)
-	cfg, err := registry.Parse("r.yaml", []byte(fmt.Sprintf(`registries:
+	s, c := routedStack(t, fmt.Sprintf(`registries:
   - id: down
     connector: http
     endpoint: %s/http/down
     route: {}
     retry: {initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 3}
-`, sim)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	routes := &registry.Routes{}
-	routes.Set(cfg)
-	s := testenv.NewStack(t, testenv.StackOptions{Tune: func(d *ingest.Deps) { d.Routes = routes }})
-	s.Hub(t, "h", "12202")
-	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
+`, sim), nil)
 	ctx := context.Background()
 	upload(t, c, map[string][]byte{"a.pdf": pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 7, DPI: 72})}, []string{"a.pdf"})
 	waitTransmission := func(want string) map[string]any {
