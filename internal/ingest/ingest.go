@@ -58,9 +58,8 @@ type Deps struct {
 	// LotPolicies group the transmissions of lot-based connectors; a
 	// connector without one keeps its transmissions pending.
 	LotPolicies map[registry.Connector]LotPolicy
-	// OnLot runs in the transaction that commits a lot (to enqueue its
-	// send, once the connector's sender exists).
-	OnLot func(ctx context.Context, tx pgx.Tx, lotID string) error
+	// CommuneName names a COG code (for messages); nil leaves names empty.
+	CommuneName func(code string) string
 
 	jobs *Client // set by NewClient, for the next step's InsertTx
 }
@@ -90,6 +89,7 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	river.AddWorker(workers, &SweepWorker{deps: deps})
 	river.AddWorker(workers, &SendWorker{deps: deps})
 	river.AddWorker(workers, &LotBuildWorker{deps: deps})
+	river.AddWorker(workers, &SendLotWorker{deps: deps})
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,

@@ -133,10 +133,11 @@ func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs])
 				continue
 			}
 			id, err := d.Store.CreateLot(ctx, reg.ID, string(reg.Connector), key, l.commune, l.ids, func(tx pgx.Tx, lotID string) error {
-				if d.OnLot != nil {
-					return d.OnLot(ctx, tx, lotID)
+				if reg.Connector != registry.ConnectorArchives {
+					return nil // no lot sender for this connector yet: the lot waits, pending
 				}
-				return nil
+				_, err := d.jobs.River.InsertTx(ctx, tx, SendLotArgs{LotID: lotID}, nil)
+				return err
 			})
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/seda"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/transmit"
 )
@@ -74,36 +76,55 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	start := time.Now()
 	o, err := d.HTTP.Send(ctx, reg, t.Key, transmit.Message{ActID: t.ActID, Version: t.Version, Commune: t.Commune, Year: t.Year,
 		Kind: t.Kind, Number: t.Number, SealedSHA256: t.SealedSHA256, ObjectKey: t.ObjectKey, ArchivedAt: t.ArchivedAt})
-	a := store.Attempt{HTTPStatus: o.Status, Duration: time.Since(start)}
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	dec := decide(o, err, t.Attempts, reg, time.Since(start))
+	var then func(pgx.Tx) error
+	if dec.snooze == 0 {
+		then = complete
+	}
+	if _, err := d.Store.RecordAttempt(ctx, t, open, dec.state, dec.attempt, dec.ackID, dec.reason, then); err != nil {
+		return err
+	}
+	if dec.snooze > 0 {
+		return river.JobSnooze(dec.snooze)
+	}
+	return nil
+}
+
+// decision is what one send's outcome does to a transmission or a lot.
+type decision struct {
+	state         string
+	attempt       store.Attempt
+	ackID, reason string
+	snooze        time.Duration // 0: final, the job completes
+}
+
+// decide applies the delivery rules, the same for every connector: a
+// transient failure retries with the registry's back-off until its
+// budget is spent (dead); a refusal is final with its reason; an
+// acknowledgement is final; an acceptance without one waits for it until
+// the deadline, then the message is sent again under the same key.
+func decide(o transmit.Outcome, err error, attempts int, reg registry.Registry, took time.Duration) decision {
+	a := store.Attempt{HTTPStatus: o.Status, Duration: took}
 	switch {
 	case err != nil:
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 		a.Outcome, a.Error = "failed", err.Error()
-		n := t.Attempts + 1
+		n := attempts + 1
 		if n >= reg.Retry.MaxAttempts {
-			_, err := d.Store.RecordAttempt(ctx, t, open, "dead", a, "", fmt.Sprintf("abandonné après %d tentatives : %v", n, err), complete)
-			return err
+			return decision{state: "dead", attempt: a, reason: fmt.Sprintf("abandonné après %d tentatives : %v", n, err)}
 		}
-		if _, err := d.Store.RecordAttempt(ctx, t, open, "retrying", a, "", "", nil); err != nil {
-			return err
-		}
-		return river.JobSnooze(sendBackoff(n, reg.Retry))
+		return decision{state: "retrying", attempt: a, snooze: sendBackoff(n, reg.Retry)}
 	case o.Refused:
 		a.Outcome = "refused"
-		_, err := d.Store.RecordAttempt(ctx, t, open, "refused", a, "", o.Reason, complete)
-		return err
+		return decision{state: "refused", attempt: a, reason: o.Reason}
 	case o.Acknowledged:
 		a.Outcome = "acknowledged"
-		_, err := d.Store.RecordAttempt(ctx, t, open, "acknowledged", a, o.AckID, "", complete)
-		return err
+		return decision{state: "acknowledged", attempt: a, ackID: o.AckID}
 	default:
 		a.Outcome = "sent"
-		if _, err := d.Store.RecordAttempt(ctx, t, open, "sent", a, "", "", nil); err != nil {
-			return err
-		}
-		return river.JobSnooze(reg.AckDeadline.Duration)
+		return decision{state: "sent", attempt: a, snooze: reg.AckDeadline.Duration}
 	}
 }
 
@@ -127,4 +148,105 @@ func sendBackoff(n int, r registry.Retry) time.Duration {
 		d *= 2
 	}
 	return min(d, r.MaxBackoff.Duration)
+}
+
+// SendLotArgs asks for one lot to be sent (or re-sent).
+type SendLotArgs struct {
+	LotID string `json:"lot_id"`
+}
+
+// Kind implements river.JobArgs.
+func (SendLotArgs) Kind() string { return "send_lot" }
+
+// InsertOpts: as SendArgs.
+func (SendLotArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 25} }
+
+// SendLotWorker sends a lot under its id (the idempotency key) and moves
+// the lot and its transmissions together. Only the archives connector
+// (SEDA 2.3 transfers) has a lot sender so far.
+type SendLotWorker struct {
+	river.WorkerDefaults[SendLotArgs]
+	deps *Deps
+}
+
+// Timeout bounds one lot send (a register's PDFs streamed from S3).
+func (w *SendLotWorker) Timeout(*river.Job[SendLotArgs]) time.Duration {
+	return 2 * w.deps.stepTimeout()
+}
+
+// Work implements river.Worker.
+func (w *SendLotWorker) Work(ctx context.Context, job *river.Job[SendLotArgs]) error {
+	d := w.deps
+	l, acts, err := d.Store.Lot(ctx, job.Args.LotID)
+	if errors.Is(err, store.ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	switch l.State {
+	case "acknowledged", "refused", "dead":
+		return nil
+	case "sent":
+		if err := d.Store.MarkLotOverdue(ctx, l.ID); err != nil {
+			return err
+		}
+	}
+	if l.Connector != string(registry.ConnectorArchives) {
+		return river.JobCancel(fmt.Errorf("pas d'expéditeur de lots pour le connecteur %s", l.Connector))
+	}
+	reg, ok := findRegistry(d.Routes.Get(), l.Registry)
+	if !ok {
+		d.Logger.Warn("registre absent de la configuration: lot en attente", "registry", l.Registry, "lot", l.ID)
+		return river.JobSnooze(5 * time.Minute)
+	}
+	t := transferOf(d, l, acts)
+	start := time.Now()
+	o, err := d.HTTP.SendTransfer(ctx, reg, l.ID, t, func(a seda.Act) (io.ReadCloser, error) {
+		for _, la := range acts {
+			if la.ActID == a.ActID && la.Version == a.Version {
+				return d.Blob.GetArchive(ctx, la.ObjectKey, la.VersionID)
+			}
+		}
+		return nil, fmt.Errorf("acte %s absent du lot", a.ActID)
+	})
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	dec := decide(o, err, l.Attempts, reg, time.Since(start))
+	var then func(pgx.Tx) error
+	if dec.snooze == 0 {
+		then = func(tx pgx.Tx) error {
+			_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+			return err
+		}
+	}
+	if _, err := d.Store.RecordLotAttempt(ctx, l, open, dec.state, dec.attempt, dec.ackID, dec.reason, then); err != nil {
+		return err
+	}
+	if dec.snooze > 0 {
+		return river.JobSnooze(dec.snooze)
+	}
+	return nil
+}
+
+// transferOf builds the SEDA transfer of an archives lot: one register.
+func transferOf(d *Deps, l store.Lot, acts []store.LotAct) seda.Transfer {
+	t := seda.Transfer{MessageID: l.ID, Date: time.Now(), Commune: l.Commune,
+		ArchivalAgency:     seda.Identifier{ID: l.Registry, Name: "Archives (" + l.Registry + ")"},
+		TransferringAgency: seda.Identifier{ID: "etatcivil", Name: "etatcivil"}}
+	if d.CommuneName != nil {
+		t.CommuneName = d.CommuneName(l.Commune)
+	}
+	for _, a := range acts {
+		t.Year, t.Kind = a.Year, a.Kind
+		sa := seda.Act{ActID: a.ActID, Commune: a.Commune, CommuneName: t.CommuneName, Year: a.Year, Kind: a.Kind, SansVie: a.SansVie,
+			Number: a.Number, Version: a.Version, ActDate: a.ActDate, SealedSHA256: a.SealedSHA256, Size: a.SealedSize,
+			FileName: fmt.Sprintf("acts/%05d-v%d.pdf", a.Number, a.Version)}
+		for _, p := range a.Persons {
+			sa.Persons = append(sa.Persons, seda.Person{Role: p.Role, Surname: p.Surname, GivenNames: p.GivenNames})
+		}
+		t.Acts = append(t.Acts, sa)
+	}
+	return t
 }

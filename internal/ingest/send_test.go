@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/client"
 	"github.com/etatcivil/etatcivil/internal/pdfgen"
 	"github.com/etatcivil/etatcivil/internal/registrysim"
 )
@@ -174,5 +176,69 @@ func TestDeadThenRetried(t *testing.T) {
 	acked := waitTransmission("acknowledged")
 	if acked["ack_id"] == nil {
 		t.Fatalf("acquittée sans accusé: %v", acked)
+	}
+}
+
+// TestArchivesTransfer: a register's lot goes to the archives as one SEDA
+// 2.3 package (the simulator validates the message against the official
+// schemas and every PDF against its digest); lost replies are recovered by
+// resending under the same key; every act ends acknowledged, once.
+func TestArchivesTransfer(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{"error_rate": 0.3, "lost_ack_rate": 0.5}`)
+	s, c := routedStack(t, fmt.Sprintf(`registries:
+  - id: arch
+    connector: archives
+    endpoint: %s/archives/arch
+    route: {versions: all}
+    ack_deadline: 1s
+    retry: {initial_backoff: 100ms, max_backoff: 500ms, max_attempts: 40}
+`, sim), nil)
+	ctx := context.Background()
+	files := map[string][]byte{}
+	var order []string
+	for i := range 4 {
+		name := fmt.Sprintf("a%d.pdf", i)
+		files[name] = pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: int64(400 + i), DPI: 72})
+		order = append(order, name)
+	}
+	id := upload(t, c, files, order)
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	if b, _, err := c.WaitBatch(wctx, id, nil); err != nil || b.Counts.Archived != 4 {
+		t.Fatalf("lot: %+v %v", b.Counts, err)
+	}
+	if _, err := c.Post(ctx, "/api/v1/transmissions/flush", map[string]any{}); err == nil {
+		t.Fatal("flush accepté pour un opérateur (réservé à l'admin)")
+	}
+	admin := client.New(s.URL, s.Token(t, auth.RoleAdmin, ""))
+	if _, err := admin.Post(ctx, "/api/v1/transmissions/flush", map[string]any{"registry": "arch"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var state string
+		var acts int
+		err := s.Store.Pool.QueryRow(ctx, `SELECT coalesce(max(state), ''), coalesce(max(acts), 0) FROM lots`).Scan(&state, &acts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state == "acknowledged" && acts == 4 {
+			break
+		}
+		if state == "refused" || state == "dead" || time.Now().After(deadline) {
+			var reason *string
+			_ = s.Store.Pool.QueryRow(ctx, `SELECT reason FROM lots`).Scan(&reason)
+			t.Fatalf("lot %s (%d actes), motif %v", state, acts, reason)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var acked int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM transmissions WHERE state = 'acknowledged' AND ack_id LIKE 'arch-reply-%'`).Scan(&acked); err != nil || acked != 4 {
+		t.Fatalf("%d transmissions acquittées (%v)", acked, err)
+	}
+	st := simStats(t, sim)
+	if st["double_accepted"].(float64) != 0 || st["unique"].(float64) != 1 || st["refused"].(float64) != 0 {
+		t.Fatalf("simulateur: %v", st)
 	}
 }

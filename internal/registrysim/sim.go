@@ -44,12 +44,14 @@ type Sim struct {
 	keys map[string]string
 	// content: registry + what a message carries → the key it came under
 	content map[string]string
+	// replies: registry + idempotency key → the SEDA reply sent
+	replies map[string][]byte
 	seq     int
 }
 
 // New returns a simulator with no faults.
 func New() *Sim {
-	return &Sim{per: map[string]*Stats{}, keys: map[string]string{}, content: map[string]string{}}
+	return &Sim{per: map[string]*Stats{}, keys: map[string]string{}, content: map[string]string{}, replies: map[string][]byte{}}
 }
 
 func (s *Sim) reg(id string) *Stats {
@@ -98,7 +100,7 @@ func (s *Sim) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"ack_id": ack})
 		return
 	}
-	if rand.Float64() < s.faults.RefuseRate {
+	if s.randFloat() < s.faults.RefuseRate {
 		s.count(id, func(st *Stats) { st.Refused++ })
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnprocessableEntity)
@@ -115,7 +117,7 @@ func (s *Sim) handleHTTP(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	ack := fmt.Sprintf("%s-ack-%06d", id, s.seq)
 	s.keys[k] = ack
-	if rand.Float64() < s.faults.LostAckRate {
+	if s.randFloat() < s.faults.LostAckRate {
 		// Accepted, acknowledgement lost for this attempt: a resend gets it.
 		w.WriteHeader(http.StatusAccepted)
 		return
@@ -156,10 +158,11 @@ func (s *Sim) Handler() http.Handler {
 		writeJSON(w, out)
 	})
 	mux.HandleFunc("POST /http/{registry}", s.handleHTTP)
+	mux.HandleFunc("POST /archives/{registry}", s.handleArchives)
 	mux.HandleFunc("POST /_sim/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.faults, s.stats, s.per = Faults{}, Stats{}, map[string]*Stats{}
-		s.keys, s.content = map[string]string{}, map[string]string{}
+		s.keys, s.content, s.replies = map[string]string{}, map[string]string{}, map[string][]byte{}
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -204,3 +207,5 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+func (s *Sim) randFloat() float64 { return rand.Float64() }

@@ -114,6 +114,9 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 	if err != nil {
 		return err
 	}
+	if snap, err := LoadCommunes(ctx, st); err == nil {
+		deps.CommuneName = func(code string) string { c, _ := snap.Lookup(code); return c.Name }
+	}
 	deps.Routes = &registry.Routes{}
 	if c.RegistriesFile != "" {
 		cfg, err := registry.Load(c.RegistriesFile)

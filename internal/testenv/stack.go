@@ -66,6 +66,10 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	snap, err := cog.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("ETATCIVIL_TEST_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -77,6 +81,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		Sealer: seal.New(), Keys: &ingest.KeyRing{Store: st, Default: DevSeal(t)},
 		RetainUntil:           func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }, // tests never lock longer
 		RejectedRetentionDays: 30,
+		CommuneName:           func(code string) string { c, _ := snap.Lookup(code); return c.Name },
 	}
 	if opt.NoWorkers {
 		deps.Workers = 0
@@ -101,10 +106,6 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 		})
 	}
 	h, err := auth.NewHasher(Pepper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := cog.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}

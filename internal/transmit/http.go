@@ -112,12 +112,8 @@ func (h *HTTP) Send(ctx context.Context, reg registry.Registry, key string, msg 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
-	if reg.Auth.BearerTokenFile != "" {
-		tok, err := os.ReadFile(reg.Auth.BearerTokenFile)
-		if err != nil {
-			return Outcome{}, fmt.Errorf("%w: jeton de %s: %w", ErrTransient, reg.ID, err)
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	if err := h.authorize(req, reg); err != nil {
+		return Outcome{}, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -148,4 +144,18 @@ func (h *HTTP) Send(ctx context.Context, reg registry.Registry, key string, msg 
 		}
 		return o, nil
 	}
+}
+
+// authorize adds the registry's bearer token, read from its file at each
+// send so a rotated token is used at once.
+func (h *HTTP) authorize(req *http.Request, reg registry.Registry) error {
+	if reg.Auth.BearerTokenFile == "" {
+		return nil
+	}
+	tok, err := os.ReadFile(reg.Auth.BearerTokenFile)
+	if err != nil {
+		return fmt.Errorf("%w: jeton de %s: %w", ErrTransient, reg.ID, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return nil
 }

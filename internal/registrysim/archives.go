@@ -1,0 +1,197 @@
+package registrysim
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/etatcivil/etatcivil/internal/seda"
+)
+
+// handleArchives is a departmental archives' SEDA endpoint: it receives a
+// ZIP (manifest.xml, an ArchiveTransfer, and the PDFs), validates the
+// message against the SEDA 2.3 schemas and each PDF against its digest,
+// and answers an ArchiveTransferReply (OK, or KO with the reason).
+// Idempotency keys and double acceptances are counted as for /http.
+func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("registry")
+	key := r.Header.Get("Idempotency-Key")
+	msgID, actSet, problem := readTransfer(r.Body)
+	s.mu.Lock()
+	s.count(id, func(st *Stats) { st.Received++ })
+	k := id + "\x00" + key
+	if prev, ok := s.replies[k]; ok && key != "" {
+		s.count(id, func(st *Stats) { st.Resends++; st.Acks++ })
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/xml")
+		_, _ = w.Write(prev)
+		return
+	}
+	refuse := problem != "" || key == ""
+	if !refuse && s.randFloat() < s.faults.RefuseRate {
+		problem, refuse = "refus simulé : versement non conforme", true
+	}
+	if problem == "" && key == "" {
+		problem = "Idempotency-Key manquante"
+	}
+	if refuse {
+		s.count(id, func(st *Stats) { st.Refused++ })
+	} else {
+		if prev, ok := s.content[id+"\x00"+actSet]; ok && prev != key {
+			s.count(id, func(st *Stats) { st.DoubleAccepted++ })
+		} else {
+			s.count(id, func(st *Stats) { st.Unique++ })
+		}
+		s.content[id+"\x00"+actSet] = key
+	}
+	s.seq++
+	reply := seda.Reply{MessageID: fmt.Sprintf("%s-reply-%06d", id, s.seq), RequestID: msgID, Date: time.Now(),
+		ReplyCode: seda.ReplyOK, ArchivalAgency: seda.Identifier{ID: id}, TransferringAgency: seda.Identifier{ID: "etatcivil"}}
+	if refuse {
+		reply.ReplyCode, reply.Reason = seda.ReplyKO, problem
+	} else {
+		reply.GrantDate = time.Now()
+	}
+	if reply.RequestID == "" {
+		reply.RequestID = "inconnu"
+	}
+	doc, err := seda.BuildReply(reply)
+	if err != nil {
+		s.mu.Unlock()
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	lost := !refuse && s.randFloat() < s.faults.LostAckRate
+	if key != "" {
+		s.replies[k] = doc
+	}
+	if !lost {
+		s.count(id, func(st *Stats) { st.Acks++ })
+	}
+	s.mu.Unlock()
+	if lost {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	_, _ = w.Write(doc)
+}
+
+// readTransfer reads a package and returns its message id, a canonical
+// description of its act set (for double acceptances), or a French
+// problem.
+func readTransfer(body io.Reader) (msgID, actSet, problem string) {
+	f, err := os.CreateTemp("", "registrysim-*.zip")
+	if err != nil {
+		return "", "", "stockage temporaire impossible"
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	n, err := io.Copy(f, io.LimitReader(body, 4<<30))
+	if err != nil {
+		return "", "", "paquet interrompu"
+	}
+	zr, err := zip.NewReader(f, n)
+	if err != nil {
+		return "", "", "paquet ZIP illisible"
+	}
+	files := map[string]*zip.File{}
+	for _, zf := range zr.File {
+		files[zf.Name] = zf
+	}
+	mf, ok := files["manifest.xml"]
+	if !ok {
+		return "", "", "manifest.xml absent du paquet"
+	}
+	rc, err := mf.Open()
+	if err != nil {
+		return "", "", "manifest.xml illisible"
+	}
+	msg, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	rc.Close()
+	if err != nil {
+		return "", "", "manifest.xml illisible"
+	}
+	if err := seda.Validate(msg); err != nil && !errors.Is(err, seda.ErrNoValidator) {
+		return "", "", "message non conforme au SEDA 2.3 : " + firstLine(err.Error())
+	}
+	id, objects, acts := scanTransfer(msg)
+	for uri, digest := range objects {
+		zf, ok := files[uri]
+		if !ok {
+			return id, "", "fichier " + uri + " absent du paquet"
+		}
+		rc, err := zf.Open()
+		if err != nil {
+			return id, "", "fichier " + uri + " illisible"
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil || !strings.EqualFold(hex.EncodeToString(h.Sum(nil)), digest) {
+			return id, "", "empreinte de " + uri + " différente du message"
+		}
+	}
+	sort.Strings(acts)
+	return id, strings.Join(acts, ","), ""
+}
+
+// scanTransfer pulls the message id, each data object's Uri and digest,
+// and the act ids out of an ArchiveTransfer.
+func scanTransfer(msg []byte) (id string, objects map[string]string, acts []string) {
+	objects = map[string]string{}
+	dec := xml.NewDecoder(bytes.NewReader(msg))
+	var path []string
+	var uri, digest string
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			path = append(path, t.Name.Local)
+		case xml.EndElement:
+			if t.Name.Local == "BinaryDataObject" && uri != "" {
+				objects[uri] = digest
+				uri, digest = "", ""
+			}
+			path = path[:len(path)-1]
+		case xml.CharData:
+			if len(path) == 0 {
+				continue
+			}
+			text := strings.TrimSpace(string(t))
+			switch path[len(path)-1] {
+			case "MessageIdentifier":
+				if len(path) == 2 {
+					id = text
+				}
+			case "Uri":
+				uri = text
+			case "MessageDigest":
+				digest = text
+			case "OriginatingSystemId":
+				acts = append(acts, text)
+			}
+		}
+	}
+	return id, objects, acts
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
