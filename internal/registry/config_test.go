@@ -20,7 +20,7 @@ func TestLocalFileParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Registries[0].Endpoint != "http://127.0.0.1:9/insee" {
+	if c.Registries[0].Endpoint != "http://127.0.0.1:9/insee/insee" {
 		t.Fatalf("point d'accès %q", c.Registries[0].Endpoint)
 	}
 	if len(c.Registries) != 2 || c.Registries[0].ID != "insee" || c.Registries[1].Connector != ConnectorArchives {
