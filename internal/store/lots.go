@@ -82,36 +82,20 @@ func (s *Store) Lot(ctx context.Context, id string) (Lot, []LotAct, error) {
 func (s *Store) RecordLotAttempt(ctx context.Context, l Lot, from []string, state string, a Attempt, ackID, reason string, then func(pgx.Tx) error) (bool, error) {
 	moved := false
 	err := s.Transact(ctx, func(tx pgx.Tx) error {
-		var cur string
-		if err := tx.QueryRow(ctx, `SELECT state FROM lots WHERE id = $1 FOR UPDATE`, l.ID).Scan(&cur); err != nil {
+		var err error
+		if moved, err = lockedIn(ctx, tx, `SELECT state FROM lots WHERE id = $1 FOR UPDATE`, l.ID, from); err != nil || !moved {
 			return err
 		}
-		ok := false
-		for _, f := range from {
-			ok = ok || cur == f
-		}
-		if !ok {
-			return nil
-		}
-		moved = true
 		if _, err := tx.Exec(ctx, `UPDATE lots SET state = $2, attempts = attempts + 1, ack_id = coalesce(nullif($3, ''), ack_id),
 				reason = nullif($4, ''), updated_at = now() WHERE id = $1`, l.ID, state, ackID, reason); err != nil {
 			return err
 		}
-		var status any
-		if a.HTTPStatus != 0 {
-			status = a.HTTPStatus
-		}
 		if _, err := tx.Exec(ctx, `INSERT INTO transmission_attempts (transmission_id, outcome, http_status, error, duration_ms)
 			SELECT id, $2, $3, nullif($4, ''), $5 FROM transmissions WHERE lot_id = $1`,
-			l.ID, a.Outcome, status, a.Error, a.Duration.Milliseconds()); err != nil {
+			l.ID, a.Outcome, a.status(), a.Error, a.Duration.Milliseconds()); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = $2, attempts = attempts + 1, ack_id = coalesce(nullif($3, ''), ack_id),
-				reason = nullif($4, ''), updated_at = now(),
-				sent_at = CASE WHEN $2 IN ('sent', 'acknowledged') AND sent_at IS NULL THEN now() ELSE sent_at END,
-				acked_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE acked_at END
-			WHERE lot_id = $1`, l.ID, state, ackID, reason); err != nil {
+		if _, err := tx.Exec(ctx, moveTransmissions+` WHERE lot_id = $1`, l.ID, state, ackID, reason); err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, Event{Actor: System, Action: "lot." + state,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -134,6 +135,31 @@ type Attempt struct {
 	Duration   time.Duration
 }
 
+// moveTransmissions records an attempt's outcome on transmissions ($2
+// state, $3 ack id, $4 reason); the caller adds which ones ($1).
+const moveTransmissions = `UPDATE transmissions SET state = $2, attempts = attempts + 1, ack_id = coalesce(nullif($3, ''), ack_id),
+		reason = nullif($4, ''), updated_at = now(),
+		sent_at = CASE WHEN $2 IN ('sent', 'acknowledged') AND sent_at IS NULL THEN now() ELSE sent_at END,
+		acked_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE acked_at END`
+
+// status is the attempt's HTTP status for the database, NULL if none.
+func (a Attempt) status() any {
+	if a.HTTPStatus == 0 {
+		return nil
+	}
+	return a.HTTPStatus
+}
+
+// lockedIn locks the row that query (with id as $1) selects the state of,
+// and reports whether that state is one of from.
+func lockedIn(ctx context.Context, tx pgx.Tx, query, id string, from []string) (bool, error) {
+	var cur string
+	if err := tx.QueryRow(ctx, query, id).Scan(&cur); err != nil {
+		return false, err
+	}
+	return slices.Contains(from, cur), nil
+}
+
 // RecordAttempt stores an attempt and moves the transmission to state
 // (with ack id or reason), guarded by its state being one of from; then
 // runs in the same transaction. It reports false when the transmission
@@ -141,32 +167,15 @@ type Attempt struct {
 func (s *Store) RecordAttempt(ctx context.Context, t Transmission, from []string, state string, a Attempt, ackID, reason string, then func(pgx.Tx) error) (bool, error) {
 	moved := false
 	err := s.Transact(ctx, func(tx pgx.Tx) error {
-		var cur string
-		if err := tx.QueryRow(ctx, `SELECT state FROM transmissions WHERE id = $1 FOR UPDATE`, t.ID).Scan(&cur); err != nil {
+		var err error
+		if moved, err = lockedIn(ctx, tx, `SELECT state FROM transmissions WHERE id = $1 FOR UPDATE`, t.ID, from); err != nil || !moved {
 			return err
-		}
-		ok := false
-		for _, f := range from {
-			ok = ok || cur == f
-		}
-		if !ok {
-			return nil
-		}
-		moved = true
-		var status any
-		if a.HTTPStatus != 0 {
-			status = a.HTTPStatus
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO transmission_attempts (transmission_id, outcome, http_status, error, duration_ms) VALUES ($1, $2, $3, nullif($4, ''), $5)`,
-			t.ID, a.Outcome, status, a.Error, a.Duration.Milliseconds()); err != nil {
+			t.ID, a.Outcome, a.status(), a.Error, a.Duration.Milliseconds()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE transmissions SET state = $2, attempts = attempts + 1, ack_id = coalesce(nullif($3, ''), ack_id),
-				reason = nullif($4, ''), updated_at = now(),
-				sent_at = CASE WHEN $2 IN ('sent', 'acknowledged') AND sent_at IS NULL THEN now() ELSE sent_at END,
-				acked_at = CASE WHEN $2 = 'acknowledged' THEN now() ELSE acked_at END
-			WHERE id = $1`, t.ID, state, ackID, reason)
-		if err != nil {
+		if _, err := tx.Exec(ctx, moveTransmissions+` WHERE id = $1`, t.ID, state, ackID, reason); err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, Event{Actor: System, Action: "transmission." + state, ActID: t.ActID, EntryID: t.EntryID,

@@ -15,39 +15,18 @@ import (
 // reads the ArchiveTransferReply: OK acknowledges every act, KO refuses
 // them with the reply's reason.
 func (h *HTTP) SendTransfer(ctx context.Context, reg registry.Registry, key string, t seda.Transfer, open func(seda.Act) (io.ReadCloser, error)) (Outcome, error) {
-	c, err := h.client(reg)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
-	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(t.WriteZip(pw, open)) }()
 	defer pr.Close()
-	req, err := http.NewRequestWithContext(ctx, "POST", reg.Endpoint, pr)
-	if err != nil {
-		return Outcome{}, err
-	}
-	req.Header.Set("Content-Type", "application/zip")
-	req.Header.Set("Idempotency-Key", key)
-	if err := h.authorize(req, reg); err != nil {
-		return Outcome{}, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	o := Outcome{Status: resp.StatusCode}
-	switch {
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
-		return o, fmt.Errorf("%w: statut %d", ErrTransient, resp.StatusCode)
-	case resp.StatusCode == http.StatusAccepted:
-		return o, nil
+	status, body, err := h.post(ctx, reg, key, "application/zip", pr, 8<<20)
+	o := Outcome{Status: status}
+	if err != nil || status == http.StatusAccepted {
+		return o, err
 	}
 	reply, err := seda.ParseReply(body)
 	if err != nil {
-		if resp.StatusCode >= 400 {
-			o.Refused, o.Reason = true, fmt.Sprintf("refus du registre (statut %d)", resp.StatusCode)
+		if status >= 400 {
+			o.Refused, o.Reason = true, fmt.Sprintf("refus du registre (statut %d)", status)
 			return o, nil
 		}
 		return o, fmt.Errorf("%w: réponse illisible: %w", ErrTransient, err)

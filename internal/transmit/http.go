@@ -95,52 +95,64 @@ func (h *HTTP) client(reg registry.Registry) (*http.Client, error) {
 	return c, nil
 }
 
+// post sends body to the registry under key and returns the answer's
+// status and body (at most max bytes of it). Network failures, timeouts, 5xx, 408 and 429
+// are errors wrapping ErrTransient.
+func (h *HTTP) post(ctx context.Context, reg registry.Registry, key, contentType string, body io.Reader, max int64) (int, []byte, error) {
+	c, err := h.client(reg)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", reg.Endpoint, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Idempotency-Key", key)
+	if err := h.authorize(req, reg); err != nil {
+		return 0, nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: %w", ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, max))
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout {
+		return resp.StatusCode, data, fmt.Errorf("%w: statut %d", ErrTransient, resp.StatusCode)
+	}
+	return resp.StatusCode, data, nil
+}
+
 // Send posts msg under key. A transient failure is an error wrapping
 // ErrTransient; a refusal or an acceptance is an Outcome.
 func (h *HTTP) Send(ctx context.Context, reg registry.Registry, key string, msg Message) (Outcome, error) {
-	c, err := h.client(reg)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
-	}
 	body, err := json.Marshal(msg)
 	if err != nil {
 		return Outcome{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", reg.Endpoint, bytes.NewReader(body))
+	status, data, err := h.post(ctx, reg, key, "application/json", bytes.NewReader(body), 1<<20)
+	o := Outcome{Status: status}
 	if err != nil {
-		return Outcome{}, err
+		return o, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	if err := h.authorize(req, reg); err != nil {
-		return Outcome{}, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return Outcome{}, fmt.Errorf("%w: %w", ErrTransient, err)
-	}
-	defer resp.Body.Close()
 	var answer struct {
 		AckID  string `json:"ack_id"`
 		Reason string `json:"reason"`
 	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	_ = json.Unmarshal(data, &answer)
-	o := Outcome{Status: resp.StatusCode}
 	switch {
-	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
-		return o, fmt.Errorf("%w: statut %d", ErrTransient, resp.StatusCode)
-	case resp.StatusCode == http.StatusAccepted:
+	case status == http.StatusAccepted:
 		return o, nil // accepted, acknowledgement to come
-	case resp.StatusCode >= 200 && resp.StatusCode < 300 && answer.AckID != "":
+	case status >= 200 && status < 300 && answer.AckID != "":
 		o.Acknowledged, o.AckID = true, answer.AckID
 		return o, nil
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case status >= 200 && status < 300:
 		return o, nil
 	default:
 		o.Refused, o.Reason = true, answer.Reason
 		if o.Reason == "" {
-			o.Reason = fmt.Sprintf("refus du registre (statut %d)", resp.StatusCode)
+			o.Reason = fmt.Sprintf("refus du registre (statut %d)", status)
 		}
 		return o, nil
 	}
