@@ -1,13 +1,8 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -57,23 +52,8 @@ func TestS3OutageWaitsStallsAndRetries(t *testing.T) {
 	c := client.New(s.URL, s.Token(t, auth.RoleHub, "h"))
 	ctx := context.Background()
 	pdf := pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 3, Pages: 1, DPI: 100})
-	sum := sha256.Sum256(pdf)
-	m, _ := json.Marshal(map[string]any{"hub": "h", "acts": []any{map[string]any{
-		"file": "a.pdf", "size": len(pdf), "sha256": hex.EncodeToString(sum[:]), "commune": "12202", "kind": "deces",
-		"year": 2020, "number": 4, "act_date": "2020-01-02", "persons": []any{map[string]any{"role": "defunt", "surname": "DURAND", "given_names": []string{}}},
-	}}})
-	ms := sha256.Sum256(m)
-	b, _, err := c.CreateBatch(ctx, m, false, hex.EncodeToString(ms[:]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutFile(ctx, b.ID, "a.pdf", bytes.NewReader(pdf), int64(len(pdf))); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := c.Submit(ctx, b.ID); err != nil {
-		t.Fatal(err)
-	}
-	actID := waitState(t, c, b.ID, "stalled")
+	id := upload(t, c, map[string][]byte{"a.pdf": pdf}, []string{"a.pdf"})
+	actID := waitState(t, c, id, "stalled")
 	a := act(t, c, actID)
 	if a.Waiting == nil || *a.Waiting != "s3_unavailable" {
 		t.Fatalf("waiting = %v", a.Waiting)
@@ -85,17 +65,7 @@ func TestS3OutageWaitsStallsAndRetries(t *testing.T) {
 	}
 
 	// S3 is back: new workers with the real store, and a retry.
-	good := *s.Deps
-	good.Blob = s.Blob
-	good.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs, err := ingest.NewClient(s.Store.Pool, &good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jobs.River.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = jobs.River.Stop(context.Background()) })
+	startWorkers(t, s, func(d *ingest.Deps) { d.Blob = s.Blob })
 	var out struct {
 		Retried []string `json:"retried"`
 	}
@@ -111,7 +81,7 @@ func TestS3OutageWaitsStallsAndRetries(t *testing.T) {
 	// workers still fail, so allow a second retry round if needed.
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		bv, _, err := c.Batch(ctx, b.ID)
+		bv, _, err := c.Batch(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}

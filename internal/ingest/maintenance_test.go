@@ -134,17 +134,7 @@ func TestOrphanSweep(t *testing.T) {
 	if _, err := s.Store.Pool.Exec(ctx, `UPDATE entries SET updated_at = now() - interval '1 day'`); err != nil {
 		t.Fatal(err)
 	}
-	deps := *s.Deps
-	deps.Workers = 2
-	deps.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs, err := ingest.NewClient(s.Store.Pool, &deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jobs.River.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = jobs.River.Stop(context.Background()) })
+	startWorkers(t, s, func(d *ingest.Deps) { d.Workers = 2 })
 	// The periodic sweep runs on start; wait for the act.
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
@@ -152,4 +142,21 @@ func TestOrphanSweep(t *testing.T) {
 	if err != nil || b.Counts.Archived != 1 {
 		t.Fatalf("entrée orpheline non relancée: %+v %v", b.Counts, err)
 	}
+}
+
+// startWorkers starts a second set of workers on the stack's database,
+// with the stack's dependencies changed by tune, stopped at cleanup.
+func startWorkers(t *testing.T, s *testenv.Stack, tune func(*ingest.Deps)) {
+	t.Helper()
+	deps := *s.Deps
+	deps.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	tune(&deps)
+	jobs, err := ingest.NewClient(s.Store.Pool, &deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jobs.River.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = jobs.River.Stop(context.Background()) })
 }
