@@ -20,3 +20,10 @@ var FS embed.FS
 //
 //go:embed seda-2.3
 var SEDA embed.FS
+
+// Lot is our XML Schema for INSEE-shaped lots (namespace
+// urn:etatcivil:lot:1): the format the insee connector sends and the
+// registry simulator validates.
+//
+//go:embed etatcivil-lot-1.xsd
+var Lot []byte

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/etatcivil/etatcivil/schemas"
 )
 
 // ErrNoValidator is returned by Validate when xmllint (libxml2-utils) is
@@ -77,4 +81,30 @@ func Validate(doc []byte, xsdPath string) error {
 		}
 	}
 	return fmt.Errorf("xmllint a échoué (%v) : %s", err, strings.Join(lines, " ; "))
+}
+
+var (
+	schemaOnce sync.Once
+	schemaPath string
+	schemaErr  error
+)
+
+// ValidateEmbedded checks doc against the schema embedded in the binary
+// (schemas.Lot, the repository's schemas/etatcivil-lot-1.xsd), written
+// once to a private temporary file for xmllint. It never reads a schema
+// from outside the binary.
+func ValidateEmbedded(doc []byte) error {
+	schemaOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "etatcivil-lot-schema-")
+		if err != nil {
+			schemaErr = err
+			return
+		}
+		schemaPath = filepath.Join(dir, SchemaFile)
+		schemaErr = os.WriteFile(schemaPath, schemas.Lot, 0o600)
+	})
+	if schemaErr != nil {
+		return fmt.Errorf("schéma des lots : %w", schemaErr)
+	}
+	return Validate(doc, schemaPath)
 }

@@ -26,7 +26,7 @@ import (
 func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("registry")
 	key := r.Header.Get("Idempotency-Key")
-	msgID, actSet, problem := readTransfer(r.Body)
+	msgID, actSet, manifest, problem := readTransfer(r.Body)
 	s.mu.Lock()
 	s.count(id, func(st *Stats) { st.Received++ })
 	k := id + "\x00" + key
@@ -53,6 +53,7 @@ func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 			s.count(id, func(st *Stats) { st.Unique++ })
 		}
 		s.content[id+"\x00"+actSet] = key
+		s.record(id, key, manifest)
 	}
 	s.seq++
 	reply := seda.Reply{MessageID: fmt.Sprintf("%s-reply-%06d", id, s.seq), RequestID: msgID, Date: time.Now(),
@@ -90,20 +91,20 @@ func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 // readTransfer reads a package and returns its message id, a canonical
 // description of its act set (for double acceptances), or a French
 // problem.
-func readTransfer(body io.Reader) (msgID, actSet, problem string) {
+func readTransfer(body io.Reader) (msgID, actSet string, msg []byte, problem string) {
 	f, err := os.CreateTemp("", "registrysim-*.zip")
 	if err != nil {
-		return "", "", "stockage temporaire impossible"
+		return "", "", nil, "stockage temporaire impossible"
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	n, err := io.Copy(f, io.LimitReader(body, 4<<30))
 	if err != nil {
-		return "", "", "paquet interrompu"
+		return "", "", nil, "paquet interrompu"
 	}
 	zr, err := zip.NewReader(f, n)
 	if err != nil {
-		return "", "", "paquet ZIP illisible"
+		return "", "", nil, "paquet ZIP illisible"
 	}
 	files := map[string]*zip.File{}
 	for _, zf := range zr.File {
@@ -111,39 +112,39 @@ func readTransfer(body io.Reader) (msgID, actSet, problem string) {
 	}
 	mf, ok := files["manifest.xml"]
 	if !ok {
-		return "", "", "manifest.xml absent du paquet"
+		return "", "", nil, "manifest.xml absent du paquet"
 	}
 	rc, err := mf.Open()
 	if err != nil {
-		return "", "", "manifest.xml illisible"
+		return "", "", nil, "manifest.xml illisible"
 	}
-	msg, err := io.ReadAll(io.LimitReader(rc, 64<<20))
+	msg, err = io.ReadAll(io.LimitReader(rc, 64<<20))
 	rc.Close()
 	if err != nil {
-		return "", "", "manifest.xml illisible"
+		return "", "", nil, "manifest.xml illisible"
 	}
 	if err := seda.Validate(msg); err != nil && !errors.Is(err, seda.ErrNoValidator) {
-		return "", "", "message non conforme au SEDA 2.3 : " + firstLine(err.Error())
+		return "", "", nil, "message non conforme au SEDA 2.3 : " + firstLine(err.Error())
 	}
 	id, objects, acts := scanTransfer(msg)
 	for uri, digest := range objects {
 		zf, ok := files[uri]
 		if !ok {
-			return id, "", "fichier " + uri + " absent du paquet"
+			return id, "", msg, "fichier " + uri + " absent du paquet"
 		}
 		rc, err := zf.Open()
 		if err != nil {
-			return id, "", "fichier " + uri + " illisible"
+			return id, "", msg, "fichier " + uri + " illisible"
 		}
 		h := sha256.New()
 		_, err = io.Copy(h, rc)
 		rc.Close()
 		if err != nil || !strings.EqualFold(hex.EncodeToString(h.Sum(nil)), digest) {
-			return id, "", "empreinte de " + uri + " différente du message"
+			return id, "", msg, "empreinte de " + uri + " différente du message"
 		}
 	}
 	sort.Strings(acts)
-	return id, strings.Join(acts, ","), ""
+	return id, strings.Join(acts, ","), msg, ""
 }
 
 // scanTransfer pulls the message id, each data object's Uri and digest,

@@ -9,8 +9,10 @@ package registrysim
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -47,6 +49,29 @@ type Sim struct {
 	// replies: registry + idempotency key → the SEDA reply sent
 	replies map[string][]byte
 	seq     int
+	// messages: the accepted messages, oldest first, at most maxMessages
+	messages []Message
+}
+
+// maxMessages bounds the accepted messages kept for GET /_sim/messages.
+const maxMessages = 20000
+
+// Message is one accepted message, as GET /_sim/messages lists it. XML
+// is the message itself: the lot for insee, the ArchiveTransfer
+// (manifest.xml) for archives, the JSON body for http.
+type Message struct {
+	Registry       string    `json:"registry"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	ReceivedAt     time.Time `json:"received_at"`
+	XML            string    `json:"xml"`
+}
+
+// record keeps an accepted message; the caller holds s.mu.
+func (s *Sim) record(registry, key string, msg []byte) {
+	if len(s.messages) >= maxMessages {
+		s.messages = append(s.messages[:0], s.messages[len(s.messages)-maxMessages+1:]...)
+	}
+	s.messages = append(s.messages, Message{Registry: registry, IdempotencyKey: key, ReceivedAt: time.Now().UTC(), XML: string(msg)})
 }
 
 // New returns a simulator with no faults.
@@ -81,7 +106,11 @@ func (s *Sim) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		Version      int    `json:"version"`
 		SealedSHA256 string `json:"sealed_sha256"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&msg); err != nil || key == "" || msg.ActID == "" ||
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &msg)
+	}
+	if err != nil || key == "" || msg.ActID == "" ||
 		len(msg.SealedSHA256) != 64 {
 		s.mu.Lock()
 		s.count(id, func(st *Stats) { st.Received++; st.Refused++ })
@@ -114,6 +143,7 @@ func (s *Sim) handleHTTP(w http.ResponseWriter, r *http.Request) {
 		s.count(id, func(st *Stats) { st.Unique++ })
 	}
 	s.content[c] = key
+	s.record(id, key, body)
 	s.seq++
 	ack := fmt.Sprintf("%s-ack-%06d", id, s.seq)
 	s.keys[k] = ack
@@ -163,12 +193,11 @@ func (s *Sim) Handler() http.Handler {
 		s.mu.Lock()
 		s.faults, s.stats, s.per = Faults{}, Stats{}, map[string]*Stats{}
 		s.keys, s.content, s.replies = map[string]string{}, map[string]string{}, map[string][]byte{}
+		s.messages = nil
 		s.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /_sim/messages", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, []any{})
-	})
+	mux.HandleFunc("GET /_sim/messages", s.handleMessages)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	return s.faulty(mux)
 }
@@ -201,6 +230,30 @@ func (s *Sim) faulty(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// handleMessages lists the last N accepted messages (limit, default 100,
+// at most maxMessages), newest first, of one registry or all.
+func (s *Sim) handleMessages(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			http.Error(w, "limit : entier positif attendu", http.StatusBadRequest)
+			return
+		}
+		limit = min(n, maxMessages)
+	}
+	reg := r.URL.Query().Get("registry")
+	s.mu.Lock()
+	out := []Message{}
+	for i := len(s.messages) - 1; i >= 0 && len(out) < limit; i-- {
+		if reg == "" || s.messages[i].Registry == reg {
+			out = append(out, s.messages[i])
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, out)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
