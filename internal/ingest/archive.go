@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/inseelot"
 	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
@@ -360,8 +361,29 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
 	v := registry.Version{Kind: model.Kind(f.Kind), SansVie: f.SansVie, CommuneChain: f.CommuneChain, Flow: model.Flow(f.Flow),
 		Year: f.Year, Version: f.Version, RevisionReason: model.RevisionReason(f.RevisionReason), ArchivedAt: time.Now()}
 	var perAct, lots []store.Target
+	var facts *store.LotAct
 	for _, r := range cfg.Route(v) {
 		t := store.Target{Registry: r.ID, Connector: string(r.Connector)}
+		if r.Connector == registry.ConnectorINSEE {
+			// INSEE takes bulletins only: an act without one (a
+			// recognition) is not routed, whatever the rule says; an act
+			// lacking a bulletin's data is refused here, at once, with
+			// the French message saying what is missing.
+			nature, ok := inseelot.NatureOf(f.Kind, f.SansVie)
+			if !ok {
+				continue
+			}
+			if facts == nil {
+				a, err := store.IndexFacts(ctx, tx, wk.EntryID)
+				if err != nil {
+					return fmt.Errorf("routage: %w", err)
+				}
+				facts = &a
+			}
+			if err := inseelot.Check(inseeAct(*facts), nature); err != nil {
+				t.Refusal = "Refus local, rien n'a été envoyé : " + err.Error()
+			}
+		}
 		if r.Connector == registry.ConnectorHTTP {
 			perAct = append(perAct, t)
 		} else {

@@ -58,6 +58,8 @@ type Deps struct {
 	// LotPolicies group the transmissions of lot-based connectors; a
 	// connector without one keeps its transmissions pending.
 	LotPolicies map[registry.Connector]LotPolicy
+	// Metrics count sends (nil: not counted).
+	Metrics *SendMetrics
 	// CommuneName names a COG code (for messages); nil leaves names empty.
 	CommuneName func(code string) string
 

@@ -69,6 +69,9 @@ func INSEEPolicy() LotPolicy {
 type LotBuildArgs struct {
 	Registry string `json:"registry,omitempty"`
 	Flush    bool   `json:"flush,omitempty"`
+	// Redrive: build lots of these transmissions only, at once (acts
+	// released from a refused lot, or re-driven after a refusal).
+	Redrive []string `json:"redrive,omitempty"`
 }
 
 // Kind implements river.JobArgs.
@@ -100,7 +103,7 @@ func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs])
 		if !ok {
 			continue // no lot builder for this connector yet: transmissions wait, visible as pending
 		}
-		list, err := d.Store.Unlotted(ctx, reg.ID, 10000)
+		list, err := d.Store.Unlotted(ctx, reg.ID, job.Args.Redrive, 10000)
 		if err != nil {
 			return err
 		}
@@ -129,13 +132,10 @@ func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs])
 		}
 		for _, key := range order {
 			l := lots[key]
-			if !job.Args.Flush && !policy.Ready(key, l.newest, now) {
+			if !job.Args.Flush && len(job.Args.Redrive) == 0 && !policy.Ready(key, l.newest, now) {
 				continue
 			}
 			id, err := d.Store.CreateLot(ctx, reg.ID, string(reg.Connector), key, l.commune, l.ids, func(tx pgx.Tx, lotID string) error {
-				if reg.Connector != registry.ConnectorArchives {
-					return nil // no lot sender for this connector yet: the lot waits, pending
-				}
 				_, err := d.jobs.River.InsertTx(ctx, tx, SendLotArgs{LotID: lotID}, nil)
 				return err
 			})

@@ -120,7 +120,7 @@ func TestRoutingAtArchive(t *testing.T) {
 		t.Errorf("acte de reprise: %s", g)
 	}
 	// Lots: the act set is committed once; a second builder finds nothing free.
-	un, err := s.Store.Unlotted(ctx, "archives", 100)
+	un, err := s.Store.Unlotted(ctx, "archives", nil, 100)
 	if err != nil || len(un) != 3 {
 		t.Fatalf("non lotties: %d %v", len(un), err)
 	}
@@ -140,7 +140,7 @@ func TestRoutingAtArchive(t *testing.T) {
 	if err := s.Store.Pool.QueryRow(ctx, `SELECT (SELECT acts FROM lots WHERE id = $1), (SELECT count(*) FROM lots)`, lot).Scan(&acts, &lots); err != nil || acts != 3 || lots != 1 {
 		t.Fatalf("lots: %d actes, %d lots (%v)", acts, lots, err)
 	}
-	if un, _ := s.Store.Unlotted(ctx, "archives", 100); len(un) != 0 {
+	if un, _ := s.Store.Unlotted(ctx, "archives", nil, 100); len(un) != 0 {
 		t.Fatalf("%d transmissions encore sans lot", len(un))
 	}
 

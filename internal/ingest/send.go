@@ -79,7 +79,9 @@ func (w *SendWorker) Work(ctx context.Context, job *river.Job[SendArgs]) error {
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	dec := decide(o, err, t.Attempts, reg, time.Since(start))
+	took := time.Since(start)
+	d.Metrics.sent(t.Registry, o, err, took)
+	dec := decide(o, err, t.Attempts, reg, took)
 	var then func(pgx.Tx) error
 	if dec.snooze == 0 {
 		then = complete
@@ -161,9 +163,9 @@ func (SendLotArgs) Kind() string { return "send_lot" }
 // InsertOpts: as SendArgs.
 func (SendLotArgs) InsertOpts() river.InsertOpts { return river.InsertOpts{MaxAttempts: 25} }
 
-// SendLotWorker sends a lot under its id (the idempotency key) and moves
-// the lot and its transmissions together. Only the archives connector
-// (SEDA 2.3 transfers) has a lot sender so far.
+// SendLotWorker sends a lot under its key and moves the lot and its
+// transmissions together: archives lots as SEDA 2.3 transfers, INSEE lots
+// as our lot XML (built once, stored, byte-identical at every resend).
 type SendLotWorker struct {
 	river.WorkerDefaults[SendLotArgs]
 	deps *Deps
@@ -192,36 +194,77 @@ func (w *SendLotWorker) Work(ctx context.Context, job *river.Job[SendLotArgs]) e
 			return err
 		}
 	}
-	if l.Connector != string(registry.ConnectorArchives) {
-		return river.JobCancel(fmt.Errorf("pas d'expéditeur de lots pour le connecteur %s", l.Connector))
-	}
 	reg, ok := findRegistry(d.Routes.Get(), l.Registry)
 	if !ok {
 		d.Logger.Warn("registre absent de la configuration: lot en attente", "registry", l.Registry, "lot", l.ID)
 		return river.JobSnooze(5 * time.Minute)
 	}
-	t := transferOf(d, l, acts)
+	complete := func(tx pgx.Tx) error {
+		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
+		return err
+	}
 	start := time.Now()
-	o, err := d.HTTP.SendTransfer(ctx, reg, l.ID, t, func(a seda.Act) (io.ReadCloser, error) {
-		for _, la := range acts {
-			if la.ActID == a.ActID && la.Version == a.Version {
-				return d.Blob.GetArchive(ctx, la.ObjectKey, la.VersionID)
+	var o transmit.Outcome
+	switch registry.Connector(l.Connector) {
+	case registry.ConnectorArchives:
+		t := transferOf(d, l, acts)
+		o, err = d.HTTP.SendTransfer(ctx, reg, l.Key, t, func(a seda.Act) (io.ReadCloser, error) {
+			for _, la := range acts {
+				if la.ActID == a.ActID && la.Version == a.Version {
+					return d.Blob.GetArchive(ctx, la.ObjectKey, la.VersionID)
+				}
+			}
+			return nil, fmt.Errorf("acte %s absent du lot", a.ActID)
+		})
+	case registry.ConnectorINSEE:
+		msg := l.Message
+		if msg == nil {
+			lot, err := inseeLot(l, acts)
+			if err == nil {
+				msg, err = lot.XML()
+			}
+			if err != nil {
+				// Acts are checked when routed, so this is a lot we cannot
+				// write at all: refused here, with the reason, never sent.
+				_, err := d.Store.RecordLotAttempt(ctx, l, open, store.LotOutcome{State: "refused",
+					Attempt: store.Attempt{Outcome: "refused_locally", Error: err.Error()}, Reason: "Refus local, rien n'a été envoyé : " + err.Error()}, complete)
+				return err
+			}
+			if msg, err = d.Store.SetLotMessage(ctx, l.ID, msg); err != nil {
+				return err
 			}
 		}
-		return nil, fmt.Errorf("acte %s absent du lot", a.ActID)
-	})
+		o, err = d.HTTP.SendLot(ctx, reg, l.Key, msg)
+	default:
+		return river.JobCancel(fmt.Errorf("pas d'expéditeur de lots pour le connecteur %s", l.Connector))
+	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
-	dec := decide(o, err, l.Attempts, reg, time.Since(start))
-	var then func(pgx.Tx) error
-	if dec.snooze == 0 {
+	took := time.Since(start)
+	d.Metrics.sent(l.Registry, o, err, took)
+	dec := decide(o, err, l.Attempts, reg, took)
+	out := store.LotOutcome{State: dec.state, Attempt: dec.attempt, AckID: dec.ackID, Reason: dec.reason}
+	var redrive []string
+	if dec.state == "refused" {
+		out.Refused, out.Released = blame(acts, o.Refusals)
+		redrive = out.Released
+	}
+	then := complete
+	if dec.snooze > 0 {
+		then = nil
+	}
+	if len(redrive) > 0 {
+		// The acts the registry did not name go into a new lot at once:
+		// the rest of the register is not held back by one bad act.
 		then = func(tx pgx.Tx) error {
-			_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
-			return err
+			if _, err := d.jobs.River.InsertTx(ctx, tx, LotBuildArgs{Registry: l.Registry, Redrive: redrive}, nil); err != nil {
+				return err
+			}
+			return complete(tx)
 		}
 	}
-	if _, err := d.Store.RecordLotAttempt(ctx, l, open, dec.state, dec.attempt, dec.ackID, dec.reason, then); err != nil {
+	if _, err := d.Store.RecordLotAttempt(ctx, l, open, out, then); err != nil {
 		return err
 	}
 	if dec.snooze > 0 {
@@ -230,9 +273,32 @@ func (w *SendLotWorker) Work(ctx context.Context, job *river.Job[SendLotArgs]) e
 	return nil
 }
 
+// blame splits a refused lot's acts: those the registry named (by act id
+// or number), with their reasons, and the others, released for a new
+// lot. A refusal that names no act of the lot refuses them all.
+func blame(acts []store.LotAct, named []transmit.Refusal) (refused map[string]string, released []string) {
+	refused = map[string]string{}
+	for _, a := range acts {
+		for _, r := range named {
+			if (r.ActID != "" && r.ActID == a.ActID) || (r.ActID == "" && r.Number == a.Number) {
+				refused[a.TransmissionID] = r.Reason
+			}
+		}
+	}
+	if len(refused) == 0 {
+		return nil, nil
+	}
+	for _, a := range acts {
+		if _, ok := refused[a.TransmissionID]; !ok {
+			released = append(released, a.TransmissionID)
+		}
+	}
+	return refused, released
+}
+
 // transferOf builds the SEDA transfer of an archives lot: one register.
 func transferOf(d *Deps, l store.Lot, acts []store.LotAct) seda.Transfer {
-	t := seda.Transfer{MessageID: l.ID, Date: time.Now(), Commune: l.Commune,
+	t := seda.Transfer{MessageID: l.ID, Date: l.CreatedAt, Commune: l.Commune,
 		ArchivalAgency:     seda.Identifier{ID: l.Registry, Name: "Archives (" + l.Registry + ")"},
 		TransferringAgency: seda.Identifier{ID: "etatcivil", Name: "etatcivil"}}
 	if d.CommuneName != nil {

@@ -2,7 +2,7 @@
 // stands in for the central registries (INSEE, departmental archives) in
 // tests and in the local stack, with fault injection. This first version
 // serves the control endpoints and the generic JSON registry
-// (POST /http/{registry}); the insee and archives endpoints arrive with
+// (POST /http/{registry}), and the insee and archives endpoints for
 // their connectors.
 package registrysim
 
@@ -189,6 +189,7 @@ func (s *Sim) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /http/{registry}", s.handleHTTP)
 	mux.HandleFunc("POST /archives/{registry}", s.handleArchives)
+	mux.HandleFunc("POST /insee/{registry}", s.handleINSEE)
 	mux.HandleFunc("POST /_sim/reset", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.faults, s.stats, s.per = Faults{}, Stats{}, map[string]*Stats{}

@@ -46,28 +46,46 @@ func TransmissionKey(registry, actID string, version int) string {
 type Target struct {
 	Registry  string
 	Connector string
+	// Refusal, when set, refuses the transmission at once, locally: the
+	// act lacks what this registry's message needs (a French message
+	// saying what). Nothing is sent; the refusal is visible like a
+	// registry's.
+	Refusal string
 }
 
 // CreateTransmissions records, in tx (the archiving transaction), a
-// pending transmission of the entry to each target. Creating one twice
-// changes nothing. It returns the ids created.
+// pending transmission of the entry to each target (refused at once for a
+// target with a Refusal). Creating one twice changes nothing. It returns
+// the ids of the pending transmissions created.
 func CreateTransmissions(ctx context.Context, tx pgx.Tx, w Work, targets []Target) ([]string, error) {
 	var ids []string
 	for _, t := range targets {
 		id := uuid.NewString()
-		tag, err := tx.Exec(ctx, `INSERT INTO transmissions (id, registry, connector, act_id, entry_id, version, idempotency_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-			id, t.Registry, t.Connector, w.ActID, w.EntryID, w.Version, TransmissionKey(t.Registry, w.ActID, w.Version))
+		state := "pending"
+		if t.Refusal != "" {
+			state = "refused"
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO transmissions (id, registry, connector, act_id, entry_id, version, idempotency_key, state, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, nullif($9, '')) ON CONFLICT DO NOTHING`,
+			id, t.Registry, t.Connector, w.ActID, w.EntryID, w.Version, TransmissionKey(t.Registry, w.ActID, w.Version), state, t.Refusal)
 		if err != nil {
 			return nil, fmt.Errorf("transmission vers %s: %w", t.Registry, err)
 		}
-		if tag.RowsAffected() == 1 {
-			ids = append(ids, id)
-			if err := audit(ctx, tx, Event{Actor: System, Action: "transmission.create", ActID: w.ActID, EntryID: w.EntryID,
-				Data: map[string]any{"registry": t.Registry, "version": w.Version}}); err != nil {
+		if tag.RowsAffected() == 0 {
+			continue
+		}
+		if err := audit(ctx, tx, Event{Actor: System, Action: "transmission.create", ActID: w.ActID, EntryID: w.EntryID,
+			Data: map[string]any{"registry": t.Registry, "version": w.Version, "state": state, "reason": t.Refusal}}); err != nil {
+			return nil, err
+		}
+		if t.Refusal != "" {
+			if _, err := tx.Exec(ctx, `INSERT INTO transmission_attempts (transmission_id, outcome, error) VALUES ($1, 'refused_locally', $2)`,
+				id, t.Refusal); err != nil {
 				return nil, err
 			}
+			continue
 		}
+		ids = append(ids, id)
 	}
 	return ids, nil
 }
@@ -293,56 +311,20 @@ type Unlotted struct {
 	ArchivedAt time.Time
 }
 
-// Unlotted lists transmissions of registry not yet in a lot.
-func (s *Store) Unlotted(ctx context.Context, registry string, limit int) ([]Unlotted, error) {
+// Unlotted lists transmissions of registry not yet in a lot (only those
+// of ids, if any).
+func (s *Store) Unlotted(ctx context.Context, registry string, ids []string, limit int) ([]Unlotted, error) {
+	if ids == nil {
+		ids = []string{}
+	}
 	rows, err := s.Pool.Query(ctx, `SELECT t.id, t.registry, t.connector, e.commune, e.year, e.kind,
 			coalesce((e.index_data->>'sans_vie')::boolean, false), e.number, e.archived_at
 		FROM transmissions t JOIN entries e ON e.id = t.entry_id
 		WHERE t.registry = $1 AND t.lot_id IS NULL AND t.connector <> 'http' AND t.state = 'pending'
-		ORDER BY e.commune, e.year, e.kind, e.number LIMIT $2`, registry, limit)
+		  AND (cardinality($3::text[]) = 0 OR t.id::text = ANY($3))
+		ORDER BY e.commune, e.year, e.kind, e.number LIMIT $2`, registry, limit, ids)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Unlotted])
 }
-
-// CreateLot commits a lot's act set: the lot row and its transmissions'
-// link, in one transaction, only for transmissions still unlotted (a
-// concurrent builder cannot put one act in two lots). then runs in the
-// same transaction (to enqueue the send). It returns the lot id, or ""
-// when none of the transmissions was still free.
-func (s *Store) CreateLot(ctx context.Context, registry, connector, groupKey, commune string, transmissionIDs []string, then func(tx pgx.Tx, lotID string) error) (string, error) {
-	lotID := uuid.NewString()
-	err := s.Transact(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO lots (id, registry, connector, group_key, commune, acts) VALUES ($1, $2, $3, $4, $5, 0)`,
-			lotID, registry, connector, groupKey, commune); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE transmissions SET lot_id = $1, updated_at = now()
-			WHERE id = ANY($2) AND lot_id IS NULL AND state = 'pending'`, lotID, transmissionIDs)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			lotID = ""
-			return errNothingToLot
-		}
-		if _, err := tx.Exec(ctx, `UPDATE lots SET acts = $2 WHERE id = $1`, lotID, tag.RowsAffected()); err != nil {
-			return err
-		}
-		if err := audit(ctx, tx, Event{Actor: System, Action: "lot.create",
-			Data: map[string]any{"lot": lotID, "registry": registry, "group": groupKey, "acts": tag.RowsAffected()}}); err != nil {
-			return err
-		}
-		if then != nil {
-			return then(tx, lotID)
-		}
-		return nil
-	})
-	if err == errNothingToLot {
-		return "", nil
-	}
-	return lotID, err
-}
-
-var errNothingToLot = fmt.Errorf("aucune transmission libre pour ce lot")

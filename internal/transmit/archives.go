@@ -36,5 +36,8 @@ func (h *HTTP) SendTransfer(ctx context.Context, reg registry.Registry, key stri
 		return o, nil
 	}
 	o.Refused, o.Reason = true, reply.Reason
+	for id, why := range reply.Refused {
+		o.Refusals = append(o.Refusals, Refusal{ActID: id, Reason: why})
+	}
 	return o, nil
 }

@@ -29,7 +29,18 @@ type Outcome struct {
 	AckID        string // the registry's acknowledgement id
 	Refused      bool   // refused for good, with Reason
 	Reason       string
+	// Refusals: the acts of a lot a refusal names, each with its reason
+	// (by act id for SEDA replies, by act number for INSEE). The others
+	// were refused only because they came in the same message.
+	Refusals []Refusal
 	// Neither acknowledged nor refused: accepted, acknowledgement to come.
+}
+
+// Refusal is one act a registry named when refusing a lot.
+type Refusal struct {
+	ActID  string
+	Number int
+	Reason string
 }
 
 // ErrTransient marks a failure that may pass: network, timeout, 5xx, 429.
@@ -132,29 +143,55 @@ func (h *HTTP) Send(ctx context.Context, reg registry.Registry, key string, msg 
 		return Outcome{}, err
 	}
 	status, data, err := h.post(ctx, reg, key, "application/json", bytes.NewReader(body), 1<<20)
-	o := Outcome{Status: status}
 	if err != nil {
-		return o, err
+		return Outcome{Status: status}, err
 	}
+	return answerOf(status, data), nil
+}
+
+// SendLot posts an INSEE lot (its XML, byte-identical at every resend)
+// under key. The registry answers as the JSON connector's does; a
+// refusal may name bulletins by act number ("refused": [{"numero",
+// "reason"}]).
+func (h *HTTP) SendLot(ctx context.Context, reg registry.Registry, key string, doc []byte) (Outcome, error) {
+	status, data, err := h.post(ctx, reg, key, "application/xml", bytes.NewReader(doc), 1<<20)
+	if err != nil {
+		return Outcome{Status: status}, err
+	}
+	return answerOf(status, data), nil
+}
+
+// answerOf reads a JSON answer: 202 accepted, acknowledgement to come;
+// 2xx with ack_id acknowledged; another 4xx refused, with its reason.
+func answerOf(status int, data []byte) Outcome {
+	o := Outcome{Status: status}
 	var answer struct {
-		AckID  string `json:"ack_id"`
-		Reason string `json:"reason"`
+		AckID   string `json:"ack_id"`
+		Reason  string `json:"reason"`
+		Refused []struct {
+			Numero int    `json:"numero"`
+			ActID  string `json:"act_id"`
+			Reason string `json:"reason"`
+		} `json:"refused"`
 	}
 	_ = json.Unmarshal(data, &answer)
 	switch {
 	case status == http.StatusAccepted:
-		return o, nil // accepted, acknowledgement to come
+		return o // accepted, acknowledgement to come
 	case status >= 200 && status < 300 && answer.AckID != "":
 		o.Acknowledged, o.AckID = true, answer.AckID
-		return o, nil
+		return o
 	case status >= 200 && status < 300:
-		return o, nil
+		return o
 	default:
 		o.Refused, o.Reason = true, answer.Reason
 		if o.Reason == "" {
 			o.Reason = fmt.Sprintf("refus du registre (statut %d)", status)
 		}
-		return o, nil
+		for _, r := range answer.Refused {
+			o.Refusals = append(o.Refusals, Refusal{ActID: r.ActID, Number: r.Numero, Reason: r.Reason})
+		}
+		return o
 	}
 }
 
