@@ -69,6 +69,8 @@ var Routes = []Route{
 	{"GET", "/api/v1/transmissions", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).listTransmissions},
 	{"POST", "/api/v1/transmissions/retry", hubAdmin, ScopeNone, (*Server).retryTransmissions},
 	{"POST", "/api/v1/transmissions/flush", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).flushTransmissions},
+	{"POST", "/api/v1/transmissions/backfill", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).backfillTransmissions},
+	{"GET", "/api/v1/registries", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).registries},
 }
 
 // Server holds the API's dependencies.

@@ -161,6 +161,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 			return apiReq{path: "/api/v1/transmissions/retry", body: []byte(`{"state": "dead"}`),
 				header: http.Header{"Content-Type": {"application/json"}}}
 		}},
+		"POST /api/v1/transmissions/backfill": {ok: 404, build: func(string) apiReq {
+			// No registries file in this test: the registry is unknown, which
+			// an admin is told (404) and others never reach (403).
+			return apiReq{path: "/api/v1/transmissions/backfill", body: []byte(`{"registry": "insee"}`), header: http.Header{"Content-Type": {"application/json"}}}
+		}},
+		"GET /api/v1/registries": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/registries"}
+		}},
 		"POST /api/v1/transmissions/flush": {ok: 202, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/transmissions/flush", body: []byte(`{}`), header: http.Header{"Content-Type": {"application/json"}}}
 		}},

@@ -2,11 +2,11 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -43,7 +43,7 @@ func (s *Server) retryTransmissions(w http.ResponseWriter, r *http.Request, p au
 			Detail: "Indiquez des identifiants, un registre ou un état : rien n'est relancé en bloc sans critère."}
 	}
 	done, err := s.Store.RetryTransmissions(r.Context(), p.Actor(), p.Scope, store.TransmissionFilter{IDs: body.IDs, Registry: body.Registry, State: body.State},
-		func(tx pgx.Tx, id, connector string) error { return s.Jobs.EnqueueSend(r.Context(), tx, id, connector) })
+		s.Jobs.Redrive(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -67,4 +67,42 @@ func (s *Server) flushTransmissions(w http.ResponseWriter, r *http.Request, p au
 		return err
 	}
 	return writeJSON(w, 202, map[string]any{"flushing": body.Registry})
+}
+
+// registries gives, per registry, counts by state, the oldest
+// transmission still owed and the overdue list, in the caller's scope.
+func (s *Server) registries(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	list, err := s.Store.RegistriesStats(r.Context(), p.Scope)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []store.RegistryStats{}
+	}
+	return writeJSON(w, 200, map[string]any{"registries": list})
+}
+
+// backfillTransmissions applies a registry's current rule to versions
+// archived before it, one page at a time ({"registry", "after", "limit"}).
+func (s *Server) backfillTransmissions(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	var body struct {
+		Registry string `json:"registry"`
+		After    string `json:"after"`
+		Limit    int    `json:"limit"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&body); err != nil || body.Registry == "" {
+		return &Problem{Status: 400, Type: "invalid_request", Title: "Requête invalide",
+			Detail: `Corps JSON attendu : {"registry": "…", "after": "…" (facultatif), "limit": 1000 (facultatif)}.`}
+	}
+	if body.Limit <= 0 || body.Limit > 5000 {
+		body.Limit = 1000
+	}
+	res, err := s.Jobs.Backfill(r.Context(), p.Actor(), body.Registry, body.After, body.Limit)
+	if errors.Is(err, ingest.ErrUnknownRegistry) {
+		return &Problem{Status: 404, Type: "registry_unknown", Title: "Registre inconnu", Detail: err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, 200, res)
 }

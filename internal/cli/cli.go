@@ -78,6 +78,8 @@ func commands() []command {
 		{"transmissions list", "liste les transmissions aux registres et leur état", cmdTransmissionsList},
 		{"transmissions retry", "relance des transmissions non acquittées", cmdTransmissionsRetry},
 		{"transmissions flush", "constitue tout de suite les lots en attente de cadence", cmdTransmissionsFlush},
+		{"transmissions backfill", "applique la règle d'un registre aux actes déjà archivés", cmdTransmissionsBackfill},
+		{"transmissions stats", "par registre : comptes par état, plus ancienne due, retards", cmdTransmissionsStats},
 		{"sample generate", "génère un lot d'exemple (actes fictifs)", cmdSampleGenerate},
 		{"dev", "outils de la pile locale (ports, wait, expect)", cmdDev},
 		{"pdfcheck", "contrôle un PDF lu sur l'entrée standard (processus enfant du serveur)", cmdPDFCheck},

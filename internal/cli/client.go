@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/upload"
 )
@@ -435,7 +437,13 @@ func cmdTransmissionsRetry(ctx context.Context, env *Env, args []string) error {
 	fs := flags(env, "transmissions retry", "[--registry ID] [--state dead|refused|overdue|retrying] [ID...]", `
 Relance des transmissions non acquittées, avec un budget de tentatives
 neuf (les tentatives passées restent dans l'historique) : par identifiant,
-par registre ou par état. Un critère au moins est requis.`)
+par registre ou par état. Un critère au moins est requis.
+
+Une transmission par acte est renvoyée sous la même clé. Un lot abandonné
+(dead), en retard (overdue) ou en reprise (retrying) est renvoyé entier,
+sous sa même clé : le registre l'a peut-être reçu sans que nous le
+sachions, et la même clé lui permet de le dire au lieu de l'accepter deux
+fois. Un acte refusé quitte son lot et part dans un lot nouveau.`)
 	reg := fs.String("registry", "", "registre")
 	state := fs.String("state", "", "état")
 	pos, err := parse(fs, args)
@@ -453,6 +461,107 @@ par registre ou par état. Un critère au moins est requis.`)
 		pos = []string{}
 	}
 	return postRetry(ctx, env, c, "/api/v1/transmissions/retry", map[string]any{"ids": pos, "registry": *reg, "state": *state}, "transmission(s) relancée(s)")
+}
+
+func cmdTransmissionsBackfill(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "transmissions backfill", "--registry ID [--json]", `
+Applique la règle actuelle d'un registre aux versions déjà archivées qui ne
+lui ont pas été transmises (un registre ajouté, une règle élargie) : chaque
+version qu'elle retient reçoit sa transmission, comme à l'archivage. Sans
+effet sur ce qui a déjà une transmission vers ce registre : relancer la
+commande ne crée rien deux fois. Rôle admin.`)
+	reg := fs.String("registry", "", "registre (obligatoire)")
+	asJSON := fs.Bool("json", false, "sortie JSON (totaux)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *reg == "" {
+		return usagef("--registry est obligatoire")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	total := ingest.BackfillResult{Registry: *reg}
+	after := ""
+	for {
+		raw, err := c.Post(ctx, "/api/v1/transmissions/backfill", map[string]any{"registry": *reg, "after": after, "limit": 1000})
+		if err != nil {
+			return err
+		}
+		var page ingest.BackfillResult
+		if err := json.Unmarshal(raw, &page); err != nil {
+			return err
+		}
+		total.Examined += page.Examined
+		total.Routed += page.Routed
+		if !*asJSON {
+			fmt.Fprintf(env.Stderr, "\r%d version(s) examinée(s), %d transmission(s) créée(s)", total.Examined, total.Routed)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if *asJSON {
+		return json.NewEncoder(env.Stdout).Encode(total)
+	}
+	fmt.Fprintln(env.Stderr)
+	fmt.Fprintf(env.Stdout, "%s : %d version(s) archivée(s) sans transmission examinée(s), %d transmission(s) créée(s)\n", *reg, total.Examined, total.Routed)
+	return nil
+}
+
+func cmdTransmissionsStats(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "transmissions stats", "[--json]", `
+Par registre : nombre de transmissions par état, la plus ancienne encore
+due (ni acquittée, ni refusée, ni abandonnée) et les transmissions en
+retard d'accusé de réception (overdue), dans votre périmètre.`)
+	asJSON := fs.Bool("json", false, "sortie JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	raw, err := c.Get(ctx, "/api/v1/registries", nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		_, err := env.Stdout.Write(raw)
+		return err
+	}
+	var out struct {
+		Registries []store.RegistryStats `json:"registries"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
+	}
+	states := []string{"pending", "sent", "acknowledged", "refused", "retrying", "overdue", "dead"}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGISTRE\t"+strings.ToUpper(strings.Join(states, "\t"))+"\tPLUS ANCIENNE DUE")
+	for _, r := range out.Registries {
+		fmt.Fprint(tw, r.Registry)
+		for _, st := range states {
+			fmt.Fprintf(tw, "\t%d", r.States[st])
+		}
+		oldest := "-"
+		if r.OldestPending != nil {
+			oldest = r.OldestPending.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "\t%s\n", oldest)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range out.Registries {
+		for _, t := range r.Overdue {
+			fmt.Fprintf(env.Stdout, "en retard : %s acte %s v%d, %d tentative(s), depuis %s\n", r.Registry, t.ActID, t.Version, t.Attempts,
+				t.UpdatedAt.Local().Format("2006-01-02 15:04:05"))
+		}
+	}
+	return nil
 }
 
 func cmdTransmissionsFlush(ctx context.Context, env *Env, args []string) error {

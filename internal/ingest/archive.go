@@ -175,7 +175,7 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	moved, err := d.Store.MarkArchived(ctx, wk, a.Key, a.VersionID, until, func(tx pgx.Tx) error {
 		// Routing happens in the archiving transaction: an archived
 		// version always has its transmissions, never twice.
-		if err := route(ctx, tx, d, wk); err != nil {
+		if _, err := route(ctx, tx, d, wk, ""); err != nil {
 			return err
 		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
@@ -348,21 +348,25 @@ func stagingCause(err error) string {
 }
 
 // route records, in tx, a pending transmission of the archived version
-// to every registry whose rule matches it.
-func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
+// to every registry whose rule matches it (only registry only, if set:
+// backfill). It returns how many transmissions it created.
+func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work, only string) (int, error) {
 	cfg := d.Routes.Get()
 	if cfg == nil {
-		return nil
+		return 0, nil
 	}
 	f, err := store.RoutingFacts(ctx, tx, wk.EntryID)
 	if err != nil {
-		return fmt.Errorf("routage: %w", err)
+		return 0, fmt.Errorf("routage: %w", err)
 	}
 	v := registry.Version{Kind: model.Kind(f.Kind), SansVie: f.SansVie, CommuneChain: f.CommuneChain, Flow: model.Flow(f.Flow),
 		Year: f.Year, Version: f.Version, RevisionReason: model.RevisionReason(f.RevisionReason), ArchivedAt: time.Now()}
 	var perAct, lots []store.Target
 	var facts *store.LotAct
 	for _, r := range cfg.Route(v) {
+		if only != "" && r.ID != only {
+			continue
+		}
 		t := store.Target{Registry: r.ID, Connector: string(r.Connector)}
 		if r.Connector == registry.ConnectorINSEE {
 			// INSEE takes bulletins only: an act without one (a
@@ -376,7 +380,7 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
 			if facts == nil {
 				a, err := store.IndexFacts(ctx, tx, wk.EntryID)
 				if err != nil {
-					return fmt.Errorf("routage: %w", err)
+					return 0, fmt.Errorf("routage: %w", err)
 				}
 				facts = &a
 			}
@@ -390,17 +394,18 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work) error {
 			lots = append(lots, t) // sent in lots (insee, archives): the lot builders pick them up
 		}
 	}
-	if _, err := store.CreateTransmissions(ctx, tx, wk, lots); err != nil {
-		return err
+	created, err := store.CreateTransmissions(ctx, tx, wk, lots)
+	if err != nil {
+		return 0, err
 	}
 	ids, err := store.CreateTransmissions(ctx, tx, wk, perAct)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, id := range ids {
 		if _, err := d.jobs.River.InsertTx(ctx, tx, SendArgs{TransmissionID: id}, nil); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return len(created) + len(ids), nil
 }

@@ -69,6 +69,7 @@ type Deps struct {
 // Client is the River client and the way the rest of etatcivil enqueues.
 type Client struct {
 	River *river.Client[pgx.Tx]
+	deps  *Deps
 }
 
 // NewClient builds the River client with every worker registered. With
@@ -120,7 +121,7 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client River: %w", err)
 	}
-	client := &Client{River: c}
+	client := &Client{River: c, deps: deps}
 	deps.jobs = client
 	return client, nil
 }
@@ -156,15 +157,71 @@ func (c *Client) Flush(ctx context.Context, registry string) error {
 	return err
 }
 
-// EnqueueSend enqueues, in tx, the sending of a re-driven transmission.
-// Lot-based connectors (insee, archives) are picked up by their lot
-// builders instead.
-func (c *Client) EnqueueSend(ctx context.Context, tx pgx.Tx, transmissionID, connector string) error {
-	if connector != string(registry.ConnectorHTTP) {
-		return nil
+// BackfillResult is one page of a backfill.
+type BackfillResult struct {
+	Registry string `json:"registry"`
+	Examined int    `json:"examined"`
+	Routed   int    `json:"routed"`
+	// Next is where the next page starts; empty when every archived
+	// version has been examined.
+	Next string `json:"next"`
+}
+
+// Backfill applies registry's current rule to versions archived before
+// it existed (or changed): one page of at most limit versions without a
+// transmission to it, after the entry id after. Each version is routed
+// as at archiving time, in its own transaction; running it twice creates
+// nothing twice.
+func (c *Client) Backfill(ctx context.Context, actor store.Actor, registryID, after string, limit int) (BackfillResult, error) {
+	d := c.deps
+	res := BackfillResult{Registry: registryID}
+	if _, ok := findRegistry(d.Routes.Get(), registryID); !ok {
+		return res, fmt.Errorf("%w: registre « %s » absent de la configuration en vigueur", ErrUnknownRegistry, registryID)
 	}
-	_, err := c.River.InsertTx(ctx, tx, SendArgs{TransmissionID: transmissionID}, nil)
-	return err
+	list, err := d.Store.ArchivedWithout(ctx, registryID, after, limit)
+	if err != nil {
+		return res, err
+	}
+	for _, wk := range list {
+		err := d.Store.Transact(ctx, func(tx pgx.Tx) error {
+			n, err := route(ctx, tx, d, wk, registryID)
+			res.Routed += n
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+		res.Examined++
+		res.Next = wk.EntryID
+	}
+	if len(list) < limit {
+		res.Next = ""
+	}
+	err = d.Store.AuditSystem(ctx, actor, "transmission.backfill", map[string]any{"registry": registryID, "after": after,
+		"examined": res.Examined, "routed": res.Routed})
+	return res, err
+}
+
+// ErrUnknownRegistry is a registry id the configuration does not have.
+var ErrUnknownRegistry = errors.New("registre inconnu")
+
+// Redrive is how re-driven transmissions are sent again (see
+// store.RetryTransmissions).
+func (c *Client) Redrive(ctx context.Context) store.Redrive {
+	return store.Redrive{
+		Send: func(tx pgx.Tx, id string) error {
+			_, err := c.River.InsertTx(ctx, tx, SendArgs{TransmissionID: id}, nil)
+			return err
+		},
+		SendLot: func(tx pgx.Tx, lotID string) error {
+			_, err := c.River.InsertTx(ctx, tx, SendLotArgs{LotID: lotID}, nil)
+			return err
+		},
+		Rebuild: func(tx pgx.Tx, registry string, ids []string) error {
+			_, err := c.River.InsertTx(ctx, tx, LotBuildArgs{Registry: registry, Redrive: ids}, nil)
+			return err
+		},
+	}
 }
 
 // ValidateArgs asks for the validation of one received entry.

@@ -4,14 +4,17 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -118,6 +121,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		deps.CommuneName = func(code string) string { c, _ := snap.Lookup(code); return c.Name }
 	}
 	deps.Routes = &registry.Routes{}
+	deps.Metrics = ingest.NewSendMetrics()
 	if c.RegistriesFile != "" {
 		cfg, err := registry.Load(c.RegistriesFile)
 		if err != nil {
@@ -138,7 +142,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		}
 	}
 	metrics := api.NewMetrics()
-	ops := &http.Server{Addr: c.OpsAddr, Handler: opsHandler(st, bl, metrics), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Addr: c.OpsAddr, Handler: opsHandler(st, bl, metrics, deps.Metrics), ReadHeaderTimeout: 5 * time.Second}
 	opsLn, err := net.Listen("tcp", c.OpsAddr)
 	if err != nil {
 		return fmt.Errorf("écoute %s: %w", c.OpsAddr, err)
@@ -208,7 +212,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 	return nil
 }
 
-func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics) http.Handler {
+func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics, sends *ingest.SendMetrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -229,6 +233,18 @@ func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics) http.Handler {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		_, _ = m.WriteTo(w)
+		_, _ = sends.WriteTo(w)
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if depth, err := st.Depth(ctx); err == nil {
+			// The queue's depth, from the ledger: every process reports
+			// the same figures, whichever one is scraped.
+			keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
+			fmt.Fprint(w, "# HELP etatcivil_transmissions Transmissions by registry and state.\n# TYPE etatcivil_transmissions gauge\n")
+			for _, k := range keys {
+				fmt.Fprintf(w, "etatcivil_transmissions{registry=%q,state=%q} %d\n", k[0], k[1], depth[k])
+			}
+		}
 	})
 	return mux
 }

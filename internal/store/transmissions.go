@@ -257,41 +257,97 @@ func (s *Store) Transmissions(ctx context.Context, sc Scope, f TransmissionFilte
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[TransmissionItem])
 }
 
-// RetryTransmissions puts transmissions in scope that are not
-// acknowledged back to pending with a fresh budget (their attempts stay in
-// transmission_attempts) and calls enqueue for each, in one transaction.
-func (s *Store) RetryTransmissions(ctx context.Context, actor Actor, sc Scope, f TransmissionFilter, enqueue func(tx pgx.Tx, id, connector string) error) ([]string, error) {
+// Redrive enqueues, in the retry's transaction, what re-sends
+// transmissions: a per-act send, a lot's send under its same key, or new
+// lots for transmissions that left theirs.
+type Redrive struct {
+	Send    func(tx pgx.Tx, transmissionID string) error
+	SendLot func(tx pgx.Tx, lotID string) error
+	Rebuild func(tx pgx.Tx, registry string, transmissionIDs []string) error
+}
+
+// RetryTransmissions re-drives transmissions in scope that are dead,
+// refused, overdue or retrying, with a fresh budget (their attempts stay
+// in transmission_attempts), in one transaction:
+//   - a per-act transmission goes back to pending and is sent again;
+//   - a lot that was not refused (dead, overdue, retrying) is sent again,
+//     whole, under its same key: the registry may have taken it without
+//     our knowing, and only the same key lets it say so rather than take
+//     it twice. Every transmission of the lot goes back to pending;
+//   - a refused transmission of a lot leaves it (the registry took
+//     nothing) and goes into a new lot, without the acts not re-driven.
+func (s *Store) RetryTransmissions(ctx context.Context, actor Actor, sc Scope, f TransmissionFilter, r Redrive) ([]string, error) {
 	var done []string
 	ids := f.IDs
 	if ids == nil {
 		ids = []string{}
 	}
 	err := s.Transact(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT t.id, t.connector, t.act_id `+transmissionScope+` AND t.state IN ('dead', 'refused', 'overdue', 'retrying')
+		rows, err := tx.Query(ctx, `SELECT t.id, t.connector, t.act_id, t.registry, t.state, coalesce(t.lot_id::text, '') `+transmissionScope+`
+			AND t.state IN ('dead', 'refused', 'overdue', 'retrying')
 			ORDER BY t.updated_at FOR UPDATE OF t`, sc.communeFilter(), sc.HubID, f.Registry, f.State, ids)
 		if err != nil {
 			return err
 		}
-		type row struct{ id, connector, act string }
+		type row struct{ id, connector, act, registry, state, lot string }
 		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 			var x row
-			err := r.Scan(&x.id, &x.connector, &x.act)
+			err := r.Scan(&x.id, &x.connector, &x.act, &x.registry, &x.state, &x.lot)
 			return x, err
 		})
 		if err != nil {
 			return err
 		}
+		rebuild := map[string][]string{}
+		var registries, lots []string
 		for _, x := range list {
-			if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = 'pending', attempts = 0, reason = NULL, updated_at = now() WHERE id = $1`, x.id); err != nil {
-				return err
+			switch {
+			case x.connector == "http":
+				if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = 'pending', attempts = 0, reason = NULL, updated_at = now() WHERE id = $1`, x.id); err != nil {
+					return err
+				}
+				if err := r.Send(tx, x.id); err != nil {
+					return err
+				}
+			case x.lot != "" && x.state != "refused":
+				if !slices.Contains(lots, x.lot) {
+					lots = append(lots, x.lot)
+				}
+			default:
+				if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = 'pending', attempts = 0, reason = NULL, lot_id = NULL, updated_at = now() WHERE id = $1`, x.id); err != nil {
+					return err
+				}
+				if rebuild[x.registry] == nil {
+					registries = append(registries, x.registry)
+				}
+				rebuild[x.registry] = append(rebuild[x.registry], x.id)
 			}
-			if err := audit(ctx, tx, Event{Actor: actor, Action: "transmission.retry", ActID: x.act, Data: map[string]any{"transmission": x.id}}); err != nil {
-				return err
-			}
-			if err := enqueue(tx, x.id, x.connector); err != nil {
+			if err := audit(ctx, tx, Event{Actor: actor, Action: "transmission.retry", ActID: x.act,
+				Data: map[string]any{"transmission": x.id, "registry": x.registry, "from": x.state, "lot": x.lot}}); err != nil {
 				return err
 			}
 			done = append(done, x.id)
+		}
+		for _, lot := range lots {
+			tag, err := tx.Exec(ctx, `UPDATE lots SET state = 'pending', attempts = 0, reason = NULL, updated_at = now()
+				WHERE id = $1 AND state IN ('dead', 'overdue', 'retrying')`, lot)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				continue // the lot moved on meanwhile (acknowledged at last)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE transmissions SET state = 'pending', attempts = 0, reason = NULL, updated_at = now() WHERE lot_id = $1`, lot); err != nil {
+				return err
+			}
+			if err := r.SendLot(tx, lot); err != nil {
+				return err
+			}
+		}
+		for _, reg := range registries {
+			if err := r.Rebuild(tx, reg, rebuild[reg]); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -327,4 +383,99 @@ func (s *Store) Unlotted(ctx context.Context, registry string, ids []string, lim
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Unlotted])
+}
+
+// ArchivedWithout lists archived versions with no transmission to
+// registry yet, in entry id order after after (for backfill, page by page).
+func (s *Store) ArchivedWithout(ctx context.Context, registry, after string, limit int) ([]Work, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT e.id, e.act_id, e.version FROM entries e
+		WHERE e.is_version AND e.state = 'archived' AND e.id::text > $2
+		  AND NOT EXISTS (SELECT 1 FROM transmissions t WHERE t.entry_id = e.id AND t.registry = $1)
+		ORDER BY e.id::text LIMIT $3`, registry, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Work, error) {
+		var w Work
+		err := r.Scan(&w.EntryID, &w.ActID, &w.Version)
+		return w, err
+	})
+}
+
+// AuditSystem records an event by actor outside any other change.
+func (s *Store) AuditSystem(ctx context.Context, actor Actor, action string, data map[string]any) error {
+	return s.Transact(ctx, func(tx pgx.Tx) error { return audit(ctx, tx, Event{Actor: actor, Action: action, Data: data}) })
+}
+
+// RegistryStats is where one registry's transmissions stand, in scope.
+type RegistryStats struct {
+	Registry string         `json:"registry"`
+	States   map[string]int `json:"states"`
+	// OldestPending is the oldest change among transmissions still owed
+	// (neither acknowledged, refused nor dead); nil if none.
+	OldestPending *time.Time `json:"oldest_pending"`
+	// Overdue lists the transmissions whose acknowledgement is late,
+	// oldest first (at most 100).
+	Overdue []TransmissionItem `json:"overdue"`
+}
+
+// RegistriesStats gives, per registry, the counts of transmissions in
+// scope by state, the oldest still owed and the overdue list.
+func (s *Store) RegistriesStats(ctx context.Context, sc Scope) ([]RegistryStats, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT t.registry, t.state, count(*),
+			min(t.updated_at) FILTER (WHERE t.state NOT IN ('acknowledged', 'refused', 'dead')) `+
+		transmissionScope+` GROUP BY t.registry, t.state ORDER BY t.registry, t.state`, sc.communeFilter(), sc.HubID, "", "", []string{})
+	if err != nil {
+		return nil, err
+	}
+	var out []RegistryStats
+	index := map[string]int{}
+	var reg, state string
+	var n int
+	var oldest *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&reg, &state, &n, &oldest}, func() error {
+		i, ok := index[reg]
+		if !ok {
+			i = len(out)
+			index[reg] = i
+			out = append(out, RegistryStats{Registry: reg, States: map[string]int{}, Overdue: []TransmissionItem{}})
+		}
+		out[i].States[state] = n
+		if oldest != nil && (out[i].OldestPending == nil || oldest.Before(*out[i].OldestPending)) {
+			t := *oldest
+			out[i].OldestPending = &t
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i].States["overdue"] == 0 {
+			continue
+		}
+		list, err := s.Transmissions(ctx, sc, TransmissionFilter{Registry: out[i].Registry, State: "overdue", Limit: 100})
+		if err != nil {
+			return nil, err
+		}
+		out[i].Overdue = list
+	}
+	return out, nil
+}
+
+// Depth is the number of transmissions per registry and state, for the
+// queue-depth gauges (every tenant).
+func (s *Store) Depth(ctx context.Context) (map[[2]string]int, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT registry, state, count(*) FROM transmissions GROUP BY registry, state`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[[2]string]int{}
+	var reg, state string
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&reg, &state, &n}, func() error {
+		out[[2]string{reg, state}] = n
+		return nil
+	})
+	return out, err
 }
