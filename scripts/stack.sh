@@ -8,6 +8,7 @@
 #   scripts/stack.sh run          up, ingest the sample, wait for Ctrl-C, down
 #   scripts/stack.sh demo         up, upload the sample --wait, check, down
 #   scripts/stack.sh test [ARGS]  PostgreSQL + a private S3 gateway, go test
+#                                 (TEST_PKGS=./internal/x/... narrows the packages)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -312,9 +313,9 @@ test_() {
 	export ETATCIVIL_TEST_BIN="$BIN"
 	if [ "${STACK_BENCH:-}" = 1 ]; then
 		# Benchmarks run without the race detector, which would distort them.
-		go test -count=1 -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ./...
+		go test -count=1 -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ${TEST_PKGS:-./...}
 	else
-		go test -race -count=1 "$@" ./...
+		go test -race -count=1 "$@" ${TEST_PKGS:-./...}
 	fi
 }
 

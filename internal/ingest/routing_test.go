@@ -68,7 +68,8 @@ func TestRoutingAtArchive(t *testing.T) {
 		sum := sha256.Sum256(data)
 		e := map[string]any{"file": file, "size": len(data), "sha256": hex.EncodeToString(sum[:]), "commune": "12202", "kind": "naissance",
 			"year": 2025, "number": number, "act_date": "2025-03-02", "flow": flow,
-			"persons": []any{map[string]any{"role": "titulaire", "surname": "ROUX", "given_names": []string{"Léa"}}}}
+			"persons": []any{map[string]any{"role": "titulaire", "surname": "ROUX", "given_names": []string{"Léa"}, "sex": "F",
+				"birth_date": "2025-03-01", "birth_place": "Rodez (Aveyron)"}}}
 		for i := 0; i+1 < len(extra); i += 2 {
 			e[extra[i]] = extra[i+1]
 		}
