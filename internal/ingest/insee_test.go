@@ -17,6 +17,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/client"
 	"github.com/etatcivil/etatcivil/internal/inseelot"
 	"github.com/etatcivil/etatcivil/internal/pdfgen"
+	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/testenv"
 )
 
@@ -264,6 +265,140 @@ func TestLotRefusalNamingActs(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if st := simStats(t, sim); st["unique"].(float64) != 1 || st["double_accepted"].(float64) != 0 {
+		t.Fatalf("simulateur : %v", st)
+	}
+}
+
+// TestDeadLotRetriedUnderItsKey: a lot whose registry stays down past the
+// budget is dead; re-driving it sends the same lot under the same key
+// (the registry may have taken it), never a new one.
+func TestDeadLotRetriedUnderItsKey(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{"lost_ack_rate": 1}`)
+	s, c := routedStack(t, fmt.Sprintf(`registries:
+  - id: insee
+    connector: insee
+    endpoint: %s/insee/insee
+    route: {flows: [courant]}
+    ack_deadline: 100ms
+    retry: {initial_backoff: 50ms, max_backoff: 100ms, max_attempts: 3}
+`, sim), nil)
+	ctx := context.Background()
+	uploadActs(t, c, 970, birth(1, "courant"), birth(2, "courant"))
+	admin := client.New(s.URL, s.Token(t, auth.RoleAdmin, ""))
+	if _, err := admin.Post(ctx, "/api/v1/transmissions/flush", map[string]any{"registry": "insee"}); err != nil {
+		t.Fatal(err)
+	}
+	// Accepted, acknowledgement lost: sent. Then the registry goes down:
+	// overdue, sent again and again until the budget is spent.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var sent bool
+		if err := s.Store.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM lots WHERE state IN ('sent', 'overdue'))`).Scan(&sent); err != nil {
+			t.Fatal(err)
+		}
+		if sent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lot jamais envoyé")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp, err := http.Post(sim+"/_sim/faults", "application/json", strings.NewReader(`{"error_rate": 1}`)); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	waitSettled(t, s, "insee", 2)
+	var state, key string
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT state, idempotency_key FROM lots`).Scan(&state, &key); err != nil || state != "dead" {
+		t.Fatalf("lot %s (%v)", state, err)
+	}
+	if resp, err := http.Post(sim+"/_sim/faults", "application/json", strings.NewReader(`{}`)); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if _, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"registry": "insee", "state": "dead"}); err != nil {
+		t.Fatal(err)
+	}
+	waitSettled(t, s, "insee", 2)
+	var lots, acked int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM lots), count(*) FILTER (WHERE state = 'acknowledged') FROM transmissions`).Scan(&lots, &acked); err != nil ||
+		lots != 1 || acked != 2 {
+		t.Fatalf("%d lots, %d acquittées (%v)", lots, acked, err)
+	}
+	st := simStats(t, sim)
+	if st["unique"].(float64) != 1 || st["double_accepted"].(float64) != 0 || st["resends"].(float64) < 1 {
+		t.Fatalf("simulateur : %v", st)
+	}
+	if m := simMessages(t, sim, "insee"); len(m) != 1 || m[0]["idempotency_key"] != key {
+		t.Fatalf("messages : %v", m)
+	}
+}
+
+// TestBackfill: a registry added after acts were archived receives them
+// through backfill, as routing at archiving time would have sent them;
+// a second backfill creates nothing.
+func TestBackfill(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{}`)
+	const before = `registries:
+  - id: other
+    connector: http
+    endpoint: http://127.0.0.1:9/other
+    route: {kinds: [mariage]}
+`
+	s, c := routedStack(t, before, nil)
+	ctx := context.Background()
+	uploadActs(t, c, 990, birth(1, "courant"), birth(2, "reprise"), birth(3, "courant"))
+	admin := client.New(s.URL, s.Token(t, auth.RoleAdmin, ""))
+	backfill := func() map[string]any {
+		raw, err := admin.Post(ctx, "/api/v1/transmissions/backfill", map[string]any{"registry": "late", "limit": 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if _, err := admin.Post(ctx, "/api/v1/transmissions/backfill", map[string]any{"registry": "late"}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("registre inconnu : %v", err)
+	}
+	cfg, err := registry.Parse("late.yaml", fmt.Appendf(nil, before+`  - id: late
+    connector: http
+    endpoint: %s/http/late
+    route: {flows: [courant]}
+`, sim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Deps.Routes.Set(cfg)
+	first := backfill()
+	if first["examined"].(float64) != 2 || first["next"] == "" {
+		t.Fatalf("première page : %v", first)
+	}
+	var routed float64 = first["routed"].(float64)
+	for next := first; next["next"] != ""; {
+		raw, err := admin.Post(ctx, "/api/v1/transmissions/backfill", map[string]any{"registry": "late", "after": next["next"], "limit": 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = map[string]any{}
+		_ = json.Unmarshal(raw, &next)
+		routed += next["routed"].(float64)
+	}
+	if routed != 2 {
+		t.Fatalf("%v transmission(s) créée(s), attendu 2 (les actes courants)", routed)
+	}
+	waitSettled(t, s, "late", 2)
+	if again := backfill(); again["routed"].(float64) != 0 || again["examined"].(float64) != 1 {
+		t.Fatalf("seconde passe : %v (seul l'acte de reprise reste sans transmission)", again)
+	}
+	if st := simStats(t, sim); st["unique"].(float64) != 2 {
 		t.Fatalf("simulateur : %v", st)
 	}
 }

@@ -38,8 +38,9 @@ func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	refuse := problem != "" || key == ""
+	simulated := false
 	if !refuse && s.randFloat() < s.faults.RefuseRate {
-		problem, refuse = "refus simulé : versement non conforme", true
+		problem, refuse, simulated = "refus simulé : versement non conforme", true, true
 	}
 	if problem == "" && key == "" {
 		problem = "Idempotency-Key manquante"
@@ -60,6 +61,12 @@ func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 		ReplyCode: seda.ReplyOK, ArchivalAgency: seda.Identifier{ID: id}, TransferringAgency: seda.Identifier{ID: "etatcivil"}}
 	if refuse {
 		reply.ReplyCode, reply.Reason = seda.ReplyKO, problem
+		if simulated && actSet != "" {
+			// A simulated refusal names the package's first act, as an
+			// archives service names the unit it cannot take.
+			first, _, _ := strings.Cut(actSet, ",")
+			reply.Refused = map[string]string{first: "refus simulé : unité d'archive non conforme"}
+		}
 	} else {
 		reply.GrantDate = time.Now()
 	}
