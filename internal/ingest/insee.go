@@ -22,12 +22,12 @@ func inseeAct(a store.LotAct) inseelot.Act {
 }
 
 // inseeLot rebuilds the INSEE lot of l from its committed act set: its
-// group key (commune/nature/period start, see INSEEPolicy) gives the
+// group key (commune/nature/period start/year, see INSEEPolicy) gives the
 // period in the commune's time zone, its creation time the issue date,
 // so that building it twice gives the same bytes.
 func inseeLot(l store.Lot, acts []store.LotAct) (inseelot.Lot, error) {
-	parts := strings.SplitN(l.GroupKey, "/", 3)
-	if len(parts) != 3 {
+	parts := strings.SplitN(l.GroupKey, "/", 4)
+	if len(parts) != 4 {
 		return inseelot.Lot{}, fmt.Errorf("lot %s : groupe « %s » illisible", l.ID, l.GroupKey)
 	}
 	loc := manifest.Location(parts[0])

@@ -34,7 +34,8 @@ func ArchivesPolicy(settle time.Duration) LotPolicy {
 	}
 }
 
-// INSEEPolicy groups courant acts by commune, nature and period (births
+// INSEEPolicy groups courant acts by commune, nature, period and register
+// year (births
 // daily, deaths weekly, marriages and stillbirths monthly, in the
 // commune's time zone, by archiving date), ready once the period is over.
 // Acts INSEE does not receive (recognitions) get no key and stay pending.
@@ -46,11 +47,13 @@ func INSEEPolicy() LotPolicy {
 				return ""
 			}
 			from, _ := inseelot.Period(nature, u.ArchivedAt, manifest.Location(u.Commune))
-			return fmt.Sprintf("%s/%s/%s", u.Commune, nature, from.Format(time.RFC3339))
+			// The register's year too: act numbers restart each year, so
+			// a lot never mixes two registers (two acts n° 5).
+			return fmt.Sprintf("%s/%s/%s/%d", u.Commune, nature, from.Format(time.RFC3339), u.Year)
 		},
 		Ready: func(key string, _, now time.Time) bool {
-			parts := strings.SplitN(key, "/", 3)
-			if len(parts) != 3 {
+			parts := strings.SplitN(key, "/", 4)
+			if len(parts) != 4 {
 				return false
 			}
 			from, err := time.Parse(time.RFC3339, parts[2])

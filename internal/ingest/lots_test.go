@@ -8,7 +8,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
-// TestINSEEPolicy: lots per commune, nature and period, ready once the
+// TestINSEEPolicy: lots per commune, nature, period and register year, ready once the
 // period is over; recognitions never lotted.
 func TestINSEEPolicy(t *testing.T) {
 	t.Parallel()
@@ -20,11 +20,13 @@ func TestINSEEPolicy(t *testing.T) {
 		key   string
 		ready time.Time // first instant the lot may be built
 	}{
-		{store.Unlotted{Commune: "12202", Kind: "naissance", ArchivedAt: at}, "12202/naissance/2026-03-10T00:00:00+01:00", time.Date(2026, 3, 11, 0, 0, 0, 0, paris)},
-		{store.Unlotted{Commune: "12202", Kind: "deces", ArchivedAt: at}, "12202/deces/2026-03-09T00:00:00+01:00", time.Date(2026, 3, 16, 0, 0, 0, 0, paris)},
-		{store.Unlotted{Commune: "12202", Kind: "mariage", ArchivedAt: at}, "12202/mariage/2026-03-01T00:00:00+01:00", time.Date(2026, 4, 1, 0, 0, 0, 0, paris)},
-		{store.Unlotted{Commune: "12202", Kind: "deces", SansVie: true, ArchivedAt: at}, "12202/deces_sans_vie/2026-03-01T00:00:00+01:00", time.Date(2026, 4, 1, 0, 0, 0, 0, paris)},
-		{store.Unlotted{Commune: "12202", Kind: "reconnaissance", ArchivedAt: at}, "", time.Time{}},
+		{store.Unlotted{Commune: "12202", Year: 2026, Kind: "naissance", ArchivedAt: at}, "12202/naissance/2026-03-10T00:00:00+01:00/2026", time.Date(2026, 3, 11, 0, 0, 0, 0, paris)},
+		{store.Unlotted{Commune: "12202", Year: 2026, Kind: "deces", ArchivedAt: at}, "12202/deces/2026-03-09T00:00:00+01:00/2026", time.Date(2026, 3, 16, 0, 0, 0, 0, paris)},
+		{store.Unlotted{Commune: "12202", Year: 2026, Kind: "mariage", ArchivedAt: at}, "12202/mariage/2026-03-01T00:00:00+01:00/2026", time.Date(2026, 4, 1, 0, 0, 0, 0, paris)},
+		{store.Unlotted{Commune: "12202", Year: 2026, Kind: "deces", SansVie: true, ArchivedAt: at}, "12202/deces_sans_vie/2026-03-01T00:00:00+01:00/2026", time.Date(2026, 4, 1, 0, 0, 0, 0, paris)},
+		// A 2025 act archived in 2026 goes into a lot of its own register.
+		{store.Unlotted{Commune: "12202", Year: 2025, Kind: "naissance", ArchivedAt: at}, "12202/naissance/2026-03-10T00:00:00+01:00/2025", time.Date(2026, 3, 11, 0, 0, 0, 0, paris)},
+		{store.Unlotted{Commune: "12202", Year: 2026, Kind: "reconnaissance", ArchivedAt: at}, "", time.Time{}},
 	} {
 		key := p.Key(c.u)
 		if key != c.key {
