@@ -30,8 +30,9 @@ type simLot struct {
 }
 
 type simBulletin struct {
-	NumeroActe  int `xml:"numeroActe"`
-	VersionActe int `xml:"versionActe"`
+	NumeroActe  int    `xml:"numeroActe"`
+	VersionActe int    `xml:"versionActe"`
+	DateActe    string `xml:"dateActe"`
 }
 
 // refusedBulletin is one bulletin named in a refusal.
@@ -45,7 +46,7 @@ type refusedBulletin struct {
 // against the schema (xmllint, outside the lock) and its sequence summary
 // against its bulletins; a refusal is a 422 with a French reason. An
 // accepted lot is answered {"ack_id"}; a resend under a known key gets
-// the original acknowledgement. A bulletin (commune, nature, year, act
+// the original acknowledgement. A bulletin (commune, nature, register year, act
 // number and version) already accepted under another key makes the lot
 // a double acceptance.
 func (s *Sim) handleINSEE(w http.ResponseWriter, r *http.Request) {
@@ -114,10 +115,15 @@ func (s *Sim) handleINSEE(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	year := lot.Debut[:4]
 	contents := make([]string, len(lot.Bulletins))
 	double := false
 	for i, b := range lot.Bulletins {
+		// The register's year is the act's (numbers restart each year),
+		// not the period's: a 2025 act may be sent in a 2026 lot.
+		year := lot.Debut[:4]
+		if len(b.DateActe) >= 4 {
+			year = b.DateActe[:4]
+		}
 		contents[i] = id + "\x00" + lot.Commune + "\x00" + lot.Nature + "\x00" + year + "\x00" +
 			strconv.Itoa(b.NumeroActe) + "\x00" + strconv.Itoa(b.VersionActe)
 		if prev, ok := s.content[contents[i]]; ok && prev != key {

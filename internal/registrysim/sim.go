@@ -165,14 +165,10 @@ func (s *Sim) Handler() http.Handler {
 			http.Error(w, "JSON attendu: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		if f.ErrorRate < 0 || f.ErrorRate > 1 || f.DropRate < 0 || f.DropRate > 1 || f.LostAckRate < 0 || f.LostAckRate > 1 ||
-			f.RefuseRate < 0 || f.RefuseRate > 1 || f.LatencyMsMax < 0 {
-			http.Error(w, "taux entre 0 et 1, latence positive", http.StatusBadRequest)
+		if err := s.SetFaults(f); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		s.mu.Lock()
-		s.faults = f
-		s.mu.Unlock()
 		writeJSON(w, f)
 	})
 	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
