@@ -179,7 +179,7 @@ up() {
 	pepper=$(secret "$LOCAL/secrets/pepper")
 
 	start_s3 "${s3addr##*:}" "$LOCAL/s3" "$access" "$secretkey" s3
-	start_bg registry-sim "$BIN/registry-sim" --addr "$simaddr"
+	start_bg registry-sim "$BIN/registry-sim" --addr "$simaddr" --state "$LOCAL/registry-sim.json"
 
 	export ETATCIVIL_DATABASE_URL="$db_url"
 	export ETATCIVIL_ADDR="$api" ETATCIVIL_OPS_ADDR="$ops"

@@ -342,7 +342,36 @@ archivage, autre) et est journalisée.`)
 	if len(a.Persons) > 0 {
 		fmt.Fprintf(env.Stdout, "  personnes : %s\n", a.Persons)
 	}
+	if len(a.Transmissions) > 0 {
+		fmt.Fprintln(env.Stdout, "  transmissions :")
+	}
+	for _, t := range a.Transmissions {
+		line := fmt.Sprintf("    %s v%d : %s", t.Registry, t.Version, transmissionStates[t.State])
+		if t.AckID != nil {
+			line += " (accusé " + *t.AckID + ")"
+		}
+		if t.Reason != nil {
+			line += " — motif : " + *t.Reason
+		}
+		fmt.Fprintln(env.Stdout, line)
+		for _, h := range t.History {
+			what := h.Outcome
+			if h.HTTPStatus != nil {
+				what += fmt.Sprintf(" HTTP %d", *h.HTTPStatus)
+			}
+			if h.Error != nil {
+				what += " : " + *h.Error
+			}
+			fmt.Fprintf(env.Stdout, "      %s tentative : %s\n", h.At.Local().Format("2006-01-02 15:04:05"), what)
+		}
+	}
 	return nil
+}
+
+// transmissionStates names the transmission states in French.
+var transmissionStates = map[string]string{
+	"pending": "en attente d'envoi", "sent": "envoyée, accusé attendu", "acknowledged": "acquittée", "refused": "refusée",
+	"retrying": "registre indisponible, nouvel essai prévu", "overdue": "accusé en retard, renvoi prévu", "dead": "abandonnée (à relancer)",
 }
 
 func cmdActsRetry(ctx context.Context, env *Env, args []string) error {

@@ -90,25 +90,68 @@ func CreateTransmissions(ctx context.Context, tx pgx.Tx, w Work, targets []Targe
 	return ids, nil
 }
 
-// TransmissionView is one transmission in an act's JSON.
+// TransmissionView is one transmission in an act's JSON, with every
+// attempt.
 type TransmissionView struct {
-	Registry  string    `json:"registry"`
-	Version   int       `json:"version"`
-	State     string    `json:"state"`
-	Attempts  int       `json:"attempts"`
-	AckID     *string   `json:"ack_id"`
-	Reason    *string   `json:"reason"`
-	UpdatedAt time.Time `json:"updated_at"`
+	ID        string        `json:"id"`
+	Registry  string        `json:"registry"`
+	Version   int           `json:"version"`
+	State     string        `json:"state"`
+	Attempts  int           `json:"attempts"`
+	AckID     *string       `json:"ack_id"`
+	Reason    *string       `json:"reason"`
+	Lot       *string       `json:"lot"`
+	SentAt    *time.Time    `json:"sent_at"`
+	AckedAt   *time.Time    `json:"acked_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+	History   []AttemptView `json:"history"`
 }
 
-// actTransmissions lists an act's transmissions.
+// AttemptView is one attempt at sending a transmission, as kept.
+type AttemptView struct {
+	At         time.Time `json:"at"`
+	Outcome    string    `json:"outcome"` // acknowledged, sent, refused, refused_locally, failed
+	HTTPStatus *int      `json:"http_status"`
+	Error      *string   `json:"error"`
+	DurationMS *int      `json:"duration_ms"`
+	Lot        *string   `json:"lot"`
+}
+
+// actTransmissions lists an act's transmissions, each with its attempts.
 func (s *Store) actTransmissions(ctx context.Context, actID string) ([]TransmissionView, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT registry, version, state, attempts, ack_id, reason, updated_at
+	rows, err := s.Pool.Query(ctx, `SELECT id, registry, version, state, attempts, ack_id, reason, lot_id::text, sent_at, acked_at, updated_at
 		FROM transmissions WHERE act_id = $1 ORDER BY version, registry`, actID)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[TransmissionView])
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TransmissionView, error) {
+		var v TransmissionView
+		err := r.Scan(&v.ID, &v.Registry, &v.Version, &v.State, &v.Attempts, &v.AckID, &v.Reason, &v.Lot, &v.SentAt, &v.AckedAt, &v.UpdatedAt)
+		v.History = []AttemptView{}
+		return v, err
+	})
+	if err != nil || len(list) == 0 {
+		return list, err
+	}
+	index := map[string]int{}
+	ids := make([]string, len(list))
+	for i, v := range list {
+		index[v.ID], ids[i] = i, v.ID
+	}
+	rows, err = s.Pool.Query(ctx, `SELECT transmission_id::text, at, outcome, http_status, error, duration_ms, lot_id::text
+		FROM transmission_attempts WHERE transmission_id::text = ANY($1) ORDER BY id`, ids)
+	if err != nil {
+		return nil, err
+	}
+	var tid string
+	var a AttemptView
+	_, err = pgx.ForEachRow(rows, []any{&tid, &a.At, &a.Outcome, &a.HTTPStatus, &a.Error, &a.DurationMS, &a.Lot}, func() error {
+		i := index[tid]
+		list[i].History = append(list[i].History, a)
+		a = AttemptView{} // the next row's pointers must not alias this one's
+		return nil
+	})
+	return list, err
 }
 
 // Transmission is what a sender needs.
