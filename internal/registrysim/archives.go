@@ -15,13 +15,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/seda"
 )
 
+// maxPDFBytes bounds one PDF of a package.
+const maxPDFBytes = 64 << 20
+
 // handleArchives is a departmental archives' SEDA endpoint: it receives a
 // ZIP (manifest.xml, an ArchiveTransfer, and the PDFs), validates the
-// message against the SEDA 2.3 schemas and each PDF against its digest,
-// and answers an ArchiveTransferReply (OK, or KO with the reason).
+// message against the SEDA 2.3 schemas, each PDF against its digest and
+// its seal, and answers an ArchiveTransferReply (OK, or KO with the
+// reason).
 // Idempotency keys and double acceptances are counted as for /http.
 func (s *Sim) handleArchives(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("registry")
@@ -143,11 +148,16 @@ func readTransfer(body io.Reader) (msgID, actSet string, msg []byte, problem str
 		if err != nil {
 			return id, "", msg, "fichier " + uri + " illisible"
 		}
-		h := sha256.New()
-		_, err = io.Copy(h, rc)
+		pdf, err := io.ReadAll(io.LimitReader(rc, maxPDFBytes+1))
 		rc.Close()
-		if err != nil || !strings.EqualFold(hex.EncodeToString(h.Sum(nil)), digest) {
+		sum := sha256.Sum256(pdf)
+		if err != nil || len(pdf) > maxPDFBytes || !strings.EqualFold(hex.EncodeToString(sum[:]), digest) {
 			return id, "", msg, "empreinte de " + uri + " différente du message"
+		}
+		// The seal must hold over the whole file. Whether its signer is
+		// trusted is the archives' own policy, which the simulator leaves.
+		if _, err := seal.Verify(pdf, nil); err != nil && !errors.Is(err, seal.ErrUntrusted) {
+			return id, "", msg, "sceau de " + uri + " invalide : " + err.Error()
 		}
 	}
 	sort.Strings(acts)
