@@ -243,6 +243,22 @@ func TestTransmissionsAcceptance(t *testing.T) {
 	if got := count(`SELECT count(*) FROM transmissions`); got != want["archives"]+want["deces"]+want["insee"] {
 		t.Errorf("%d transmissions, attendu %d", got, want["archives"]+want["deces"]+want["insee"])
 	}
+	// The metrics say the same.
+	for reg, w := range want {
+		if got := s.metric(t, fmt.Sprintf(`etatcivil_transmissions{registry=%q,state="acknowledged"}`, reg)); got != int64(w) {
+			t.Errorf("métrique des transmissions acquittées de %s : %d, attendu %d", reg, got, w)
+		}
+	}
+	if got := s.metric(t, `etatcivil_registry_sends_total{registry="deces",outcome="acknowledged"}`); got != int64(want["deces"]) {
+		t.Errorf("envois acquittés (deces) : %d, attendu %d", got, want["deces"])
+	}
+	if s.metric(t, `etatcivil_registry_sends_total{registry="deces",outcome="failed"}`) == 0 {
+		t.Error("aucun envoi en échec compté")
+	}
+	if s.metric(t, `etatcivil_registry_send_seconds_count{registry="archives"}`) == 0 {
+		t.Error("aucune latence d'envoi mesurée")
+	}
+
 	// Each message accepted once; lots as many as the simulator took.
 	var stats struct {
 		DoubleAccepted int `json:"double_accepted"`
