@@ -66,11 +66,11 @@ var Routes = []Route{
 	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
-	{"GET", "/api/v1/transmissions", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).listTransmissions},
+	{"GET", "/api/v1/transmissions", everyRole, ScopeNone, (*Server).listTransmissions},
 	{"POST", "/api/v1/transmissions/retry", hubAdmin, ScopeNone, (*Server).retryTransmissions},
 	{"POST", "/api/v1/transmissions/flush", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).flushTransmissions},
 	{"POST", "/api/v1/transmissions/backfill", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).backfillTransmissions},
-	{"GET", "/api/v1/registries", []auth.Role{auth.RoleHub, auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).registries},
+	{"GET", "/api/v1/registries", everyRole, ScopeNone, (*Server).registries},
 }
 
 // Server holds the API's dependencies.

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -42,4 +43,32 @@ func inseeLot(l store.Lot, acts []store.LotAct) (inseelot.Lot, error) {
 		lot.Acts = append(lot.Acts, inseeAct(a))
 	}
 	return lot, nil
+}
+
+// screenINSEE refuses locally the transmissions of an INSEE group whose
+// act cannot make a bulletin, and returns the others.
+func screenINSEE(ctx context.Context, d *Deps, key string, ids []string) ([]string, error) {
+	parts := strings.SplitN(key, "/", 4)
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("groupe INSEE « %s » illisible", key)
+	}
+	acts, err := d.Store.LotActsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var keep []string
+	refuse := map[string]string{}
+	for _, a := range acts {
+		if err := inseelot.Check(inseeAct(a), parts[1]); err != nil {
+			refuse[a.TransmissionID] = "Refus local, rien n'a été envoyé : " + err.Error()
+			continue
+		}
+		keep = append(keep, a.TransmissionID)
+	}
+	if len(refuse) > 0 {
+		if err := d.Store.RefuseLocally(ctx, refuse); err != nil {
+			return nil, err
+		}
+	}
+	return keep, nil
 }

@@ -31,6 +31,12 @@ func person(role, surname, sex string) map[string]any {
 // filled in) and waits until the batch has settled; it returns the batch.
 func uploadActs(t *testing.T, c *client.Client, seed int64, acts ...map[string]any) []string {
 	t.Helper()
+	return uploadActsAs(t, c, "h", seed, acts...)
+}
+
+// uploadActsAs is uploadActs for hub.
+func uploadActsAs(t *testing.T, c *client.Client, hub string, seed int64, acts ...map[string]any) []string {
+	t.Helper()
 	ctx := context.Background()
 	files := map[string][]byte{}
 	for i, a := range acts {
@@ -40,7 +46,7 @@ func uploadActs(t *testing.T, c *client.Client, seed int64, acts ...map[string]a
 		a["file"], a["size"], a["sha256"] = name, len(data), hex.EncodeToString(sum[:])
 		files[name] = data
 	}
-	m, _ := json.Marshal(map[string]any{"hub": "h", "acts": acts})
+	m, _ := json.Marshal(map[string]any{"hub": hub, "acts": acts})
 	ms := sha256.Sum256(m)
 	b, _, err := c.CreateBatch(ctx, m, false, hex.EncodeToString(ms[:]))
 	if err != nil {
@@ -178,6 +184,30 @@ func TestINSEELots(t *testing.T) {
 	st := simStats(t, sim)
 	if st["double_accepted"].(float64) != 0 || st["unique"].(float64) != 1 {
 		t.Fatalf("simulateur : %v", st)
+	}
+	// Re-driving the act refused locally changes nothing it lacks: it is
+	// refused again, alone, nothing sent, no lot made.
+	if _, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "refused"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var local int
+		if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM transmission_attempts WHERE outcome = 'refused_locally'`).Scan(&local); err != nil {
+			t.Fatal(err)
+		}
+		if local == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d refus locaux après relance, attendu 2", local)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitSettled(t, s, "insee", 4)
+	var lotsAfter int
+	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM lots`).Scan(&lotsAfter); err != nil || lotsAfter != 1 {
+		t.Fatalf("%d lots après la relance d'un acte incomplet (%v)", lotsAfter, err)
 	}
 }
 
@@ -400,5 +430,55 @@ func TestBackfill(t *testing.T) {
 	}
 	if st := simStats(t, sim); st["unique"].(float64) != 2 {
 		t.Fatalf("simulateur : %v", st)
+	}
+}
+
+// TestTransmissionsScoped: a hub sees its own communes' transmissions and
+// registry counts, a town hall its commune's, an auditor everything.
+func TestTransmissionsScoped(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{}`)
+	s, c := routedStack(t, fmt.Sprintf(`registries:
+  - id: r
+    connector: http
+    endpoint: %s/http/r
+    route: {}
+`, sim), nil)
+	s.Hub(t, "g", "12145")
+	g := client.New(s.URL, s.Token(t, auth.RoleHub, "g"))
+	uploadActs(t, c, 1010, birth(1, "reprise"), birth(2, "reprise"))
+	other := birth(1, "reprise")
+	other["commune"] = "12145"
+	uploadActsAs(t, g, "g", 1020, other)
+	waitSettled(t, s, "r", 3)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		c    *client.Client
+		want int
+	}{
+		{"hub h", c, 2},
+		{"hub g", g, 1},
+		{"mairie de Rodez", client.New(s.URL, s.Token(t, auth.RoleTownhall, "", "12202")), 2},
+		{"mairie de Millau", client.New(s.URL, s.Token(t, auth.RoleTownhall, "", "12145")), 1},
+		{"auditeur", client.New(s.URL, s.Token(t, auth.RoleAuditor, "")), 3},
+	} {
+		raw, err := tc.c.Get(ctx, "/api/v1/transmissions", nil)
+		var list struct {
+			Transmissions []json.RawMessage `json:"transmissions"`
+		}
+		if err != nil || json.Unmarshal(raw, &list) != nil || len(list.Transmissions) != tc.want {
+			t.Errorf("%s : %d transmissions, attendu %d (%v)", tc.name, len(list.Transmissions), tc.want, err)
+		}
+		raw, err = tc.c.Get(ctx, "/api/v1/registries", nil)
+		var regs struct {
+			Registries []struct {
+				Registry string         `json:"registry"`
+				States   map[string]int `json:"states"`
+			} `json:"registries"`
+		}
+		if err != nil || json.Unmarshal(raw, &regs) != nil || len(regs.Registries) != 1 || regs.Registries[0].States["acknowledged"] != tc.want {
+			t.Errorf("%s : registres %s (%v), attendu %d acquittées", tc.name, raw, err, tc.want)
+		}
 	}
 }

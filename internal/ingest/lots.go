@@ -138,6 +138,17 @@ func (w *LotBuildWorker) Work(ctx context.Context, job *river.Job[LotBuildArgs])
 			if !job.Args.Flush && len(job.Args.Redrive) == 0 && !policy.Ready(key, l.newest, now) {
 				continue
 			}
+			if reg.Connector == registry.ConnectorINSEE {
+				// Acts are checked when routed; one re-driven after a local
+				// refusal still lacks its data: refused again, alone, so the
+				// lot's other acts go.
+				if l.ids, err = screenINSEE(ctx, d, key, l.ids); err != nil {
+					return err
+				}
+				if len(l.ids) == 0 {
+					continue
+				}
+			}
 			id, err := d.Store.CreateLot(ctx, reg.ID, string(reg.Connector), key, l.commune, l.ids, func(tx pgx.Tx, lotID string) error {
 				_, err := d.jobs.River.InsertTx(ctx, tx, SendLotArgs{LotID: lotID}, nil)
 				return err

@@ -257,3 +257,30 @@ func IndexFacts(ctx context.Context, tx pgx.Tx, entryID string) (LotAct, error) 
 	}
 	return a, err
 }
+
+// RefuseLocally refuses pending, unlotted transmissions that cannot be
+// sent (the act lacks what the message needs), each with its French
+// reason and an attempt "refused_locally": nothing was sent.
+func (s *Store) RefuseLocally(ctx context.Context, reasons map[string]string) error {
+	return s.Transact(ctx, func(tx pgx.Tx) error {
+		for id, why := range reasons {
+			var act string
+			err := tx.QueryRow(ctx, `UPDATE transmissions SET state = 'refused', reason = $2, updated_at = now()
+				WHERE id = $1 AND state = 'pending' AND lot_id IS NULL RETURNING act_id::text`, id, why).Scan(&act)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO transmission_attempts (transmission_id, outcome, error) VALUES ($1, 'refused_locally', $2)`, id, why); err != nil {
+				return err
+			}
+			if err := audit(ctx, tx, Event{Actor: System, Action: "transmission.refused", ActID: act,
+				Data: map[string]any{"transmission": id, "reason": why, "local": true}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
