@@ -58,6 +58,9 @@ type Deps struct {
 	// LotPolicies group the transmissions of lot-based connectors; a
 	// connector without one keeps its transmissions pending.
 	LotPolicies map[registry.Connector]LotPolicy
+	// Extensions add their own workers and periodic jobs to the same
+	// River client (notifications, for one).
+	Extensions []Extension
 	// Metrics count sends (nil: not counted).
 	Metrics *SendMetrics
 	// CommuneName names a COG code (for messages); nil leaves names empty.
@@ -93,6 +96,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	river.AddWorker(workers, &SendWorker{deps: deps})
 	river.AddWorker(workers, &LotBuildWorker{deps: deps})
 	river.AddWorker(workers, &SendLotWorker{deps: deps})
+	for _, ext := range deps.Extensions {
+		ext.AddWorkers(workers)
+	}
 	cfg := &river.Config{
 		Workers: workers,
 		Logger:  deps.Logger,
@@ -113,6 +119,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 				func() (river.JobArgs, *river.InsertOpts) { return LotBuildArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		},
+	}
+	for _, ext := range deps.Extensions {
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, ext.PeriodicJobs()...)
 	}
 	if deps.Workers > 0 {
 		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: deps.Workers}}
@@ -155,6 +164,13 @@ func (c *Client) EnqueueFor(ctx context.Context, tx pgx.Tx, entryID string, stat
 func (c *Client) Flush(ctx context.Context, registry string) error {
 	_, err := c.River.Insert(ctx, LotBuildArgs{Registry: registry, Flush: true}, nil)
 	return err
+}
+
+// Extension is a set of River workers and periodic jobs run beside the
+// pipeline's, by the same client (one queue, one leader for periodic jobs).
+type Extension interface {
+	AddWorkers(*river.Workers)
+	PeriodicJobs() []*river.PeriodicJob
 }
 
 // BackfillResult is one page of a backfill.
