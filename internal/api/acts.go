@@ -58,7 +58,7 @@ func (s *Server) listActs(w http.ResponseWriter, r *http.Request, p auth.Princip
 			Detail: "kind doit valoir naissance, mariage, deces ou reconnaissance."}
 	}
 	acts, next, total, err := s.Store.ListActs(r.Context(), p.Scope, store.ActFilter{
-		Commune: q.Get("commune"), Year: year, Kind: kind, State: q.Get("state"), Q: q.Get("q"),
+		Commune: q.Get("commune"), Year: year, Kind: kind, State: q.Get("state"), RegistryState: q.Get("registry_state"), Q: q.Get("q"),
 		Limit: limit, Cursor: q.Get("cursor"),
 	})
 	if err != nil {
@@ -94,16 +94,7 @@ func (s *Server) getAct(w http.ResponseWriter, r *http.Request, p auth.Principal
 	if err != nil {
 		return err
 	}
-	var a store.ActView
-	// The read and its audit record commit together: no record, no data.
-	err = s.Store.Transact(ctx, func(tx pgx.Tx) error {
-		var err error
-		a, err = s.Store.Act(ctx, p.Scope, id, true)
-		if err != nil {
-			return err
-		}
-		return store.AuditTx(ctx, tx, store.Event{Actor: p.Actor(), Action: "act.read_persons", ActID: id, Purpose: purp, Reason: reason})
-	})
+	a, err := s.Store.ActWithPersonsRead(ctx, p.Scope, id, p.Actor(), purp, reason)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,7 @@ var (
 // Routes is the route table.
 var Routes = []Route{
 	{"POST", "/api/v1/batches", hubAdmin, ScopeNone, (*Server).createBatch},
+	{"GET", "/api/v1/batches", hubAdmin, ScopeNone, (*Server).listBatches},
 	{"GET", "/api/v1/batches/{id}", hubAdmin, ScopeBatch, (*Server).getBatch},
 	{"PUT", "/api/v1/batches/{id}/files/{file}", hubAdmin, ScopeBatch, (*Server).putFile},
 	{"POST", "/api/v1/batches/{id}/submit", hubAdmin, ScopeBatch, (*Server).submitBatch},
@@ -71,6 +72,8 @@ var Routes = []Route{
 	{"POST", "/api/v1/transmissions/flush", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).flushTransmissions},
 	{"POST", "/api/v1/transmissions/backfill", []auth.Role{auth.RoleAdmin}, ScopeNone, (*Server).backfillTransmissions},
 	{"GET", "/api/v1/registries", everyRole, ScopeNone, (*Server).registries},
+	{"GET", "/api/v1/dashboard", everyRole, ScopeNone, (*Server).dashboard},
+	{"GET", "/api/v1/registers", everyRole, ScopeNone, (*Server).registers},
 }
 
 // Server holds the API's dependencies.
@@ -365,4 +368,27 @@ func queryInt(r *http.Request, name string) (int, error) {
 			Detail: fmt.Sprintf("Le paramètre %q doit être un entier positif.", name)}
 	}
 	return n, nil
+}
+
+// The web pages authenticate their own way (a session) but share the
+// API's limiter of failed sign-ins and serve PDFs through the same
+// verified, audited path.
+
+// AuthBlocked reports whether r's address failed authentication too often.
+func (s *Server) AuthBlocked(r *http.Request) bool {
+	return s.failures.blocked(clientIP(r), s.Limits.AuthFailuresPerMinute)
+}
+
+// AuthFailed counts one failed authentication from r's address.
+func (s *Server) AuthFailed(r *http.Request) { s.failures.fail(clientIP(r)) }
+
+// ServePDF serves an act's sealed PDF to p (the purpose in r's
+// Etatcivil-Purpose header), checked against the ledger and audited.
+func (s *Server) ServePDF(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	return s.getPDF(w, r, p)
+}
+
+// ServeReceipt serves a batch's sealed deposit receipt to p.
+func (s *Server) ServeReceipt(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	return s.getReceipt(w, r, p)
 }

@@ -166,6 +166,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 			// an admin is told (404) and others never reach (403).
 			return apiReq{path: "/api/v1/transmissions/backfill", body: []byte(`{"registry": "insee"}`), header: http.Header{"Content-Type": {"application/json"}}}
 		}},
+		"GET /api/v1/dashboard": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/dashboard"}
+		}},
+		"GET /api/v1/registers": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/registers"}
+		}},
+		"GET /api/v1/batches": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/batches"}
+		}},
 		"GET /api/v1/registries": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/registries"}
 		}},

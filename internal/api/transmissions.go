@@ -106,3 +106,56 @@ func (s *Server) backfillTransmissions(w http.ResponseWriter, r *http.Request, p
 	}
 	return writeJSON(w, 200, res)
 }
+
+// dashboard is a commune's (or the caller's whole scope's) overview:
+// counts by register and state, transmissions by registry and state, and
+// what needs attention first.
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		return err
+	}
+	d, err := s.Store.Dashboard(r.Context(), p.Scope, r.URL.Query().Get("commune"), limit)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, 200, d)
+}
+
+// registers gives each register's completeness: numbers received and
+// gaps in the sequence.
+func (s *Server) registers(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	year, err := queryInt(r, "year")
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	list, err := s.Store.Registers(r.Context(), p.Scope, q.Get("commune"), year, q.Get("kind"))
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []store.Register{}
+	}
+	return writeJSON(w, 200, map[string]any{"registers": list})
+}
+
+// listBatches lists a hub's batches (every hub's for an admin).
+func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		return err
+	}
+	hub := p.HubID
+	if p.Role == auth.RoleAdmin {
+		hub = r.URL.Query().Get("hub")
+	}
+	list, err := s.Store.ListBatches(r.Context(), hub, limit)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []store.BatchItem{}
+	}
+	return writeJSON(w, 200, map[string]any{"batches": list})
+}

@@ -121,6 +121,24 @@ func (a *Authenticator) Authenticate(ctx context.Context, text string) (Principa
 	if !hmac.Equal(a.Hasher.Hash(secret), t.Hash) {
 		return Principal{}, ErrUnauthenticated
 	}
+	return a.principal(ctx, t)
+}
+
+// ForToken returns the principal of token id (a web session's), or
+// ErrUnauthenticated if it no longer exists, expired or was revoked.
+func (a *Authenticator) ForToken(ctx context.Context, id string) (Principal, error) {
+	t, err := a.Store.Token(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("lecture du jeton: %w", err)
+	}
+	return a.principal(ctx, t)
+}
+
+// principal checks that t is in force and computes its scope.
+func (a *Authenticator) principal(ctx context.Context, t store.Token) (Principal, error) {
 	now := time.Now()
 	if a.Now != nil {
 		now = a.Now()

@@ -31,6 +31,7 @@ type Config struct {
 	TokenPepper string // secret: HMAC key for token hashes
 
 	RegistriesFile string // ETATCIVIL_REGISTRIES_FILE: the registries (YAML), reloaded on SIGHUP; empty: none
+	PublicURL      string // ETATCIVIL_PUBLIC_URL: the pages' public address, for links in e-mails; empty: the request's host
 
 	SealCert        string // ETATCIVIL_SEAL_CERT: default seal certificate (PEM chain), a path
 	SealKey         string // ETATCIVIL_SEAL_KEY: default seal key, a path (PEM, or .p12/.pfx)
@@ -169,6 +170,7 @@ func load(getenv func(string) string) (*Config, error) {
 		S3SecretKey:           secret("ETATCIVIL_S3_SECRET_KEY"),
 		TokenPepper:           secret("ETATCIVIL_TOKEN_PEPPER"),
 		RegistriesFile:        str("ETATCIVIL_REGISTRIES_FILE", ""),
+		PublicURL:             str("ETATCIVIL_PUBLIC_URL", ""),
 		SealCert:              str("ETATCIVIL_SEAL_CERT", ""),
 		SealKey:               str("ETATCIVIL_SEAL_KEY", ""),
 		SealP12Password:       secret("ETATCIVIL_SEAL_P12_PASSWORD"),
@@ -242,6 +244,7 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_S3_SECRET_KEY":            mask(c.S3SecretKey),
 		"ETATCIVIL_TOKEN_PEPPER":             mask(c.TokenPepper),
 		"ETATCIVIL_REGISTRIES_FILE":          c.RegistriesFile,
+		"ETATCIVIL_PUBLIC_URL":               c.PublicURL,
 		"ETATCIVIL_SEAL_CERT":                c.SealCert,
 		"ETATCIVIL_SEAL_KEY":                 c.SealKey,
 		"ETATCIVIL_SEAL_P12_PASSWORD":        mask(c.SealP12Password),

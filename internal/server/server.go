@@ -28,6 +28,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/web"
 )
 
 // Options choose what a process runs.
@@ -36,6 +37,8 @@ type Options struct {
 	Workers bool // run River workers
 	// Ready, if set, is called with the API's base URL once it listens.
 	Ready func(apiURL, opsURL string)
+	// Mail sends e-mails (sign-in links); nil: none.
+	Mail web.Mailer
 }
 
 // BlobConfig turns the configuration into the blob package's.
@@ -167,8 +170,12 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			Limits: api.Limits{MaxFileSize: c.MaxFileSize, MaxManifestSize: c.MaxManifestSize,
 				AuthFailuresPerMinute: c.AuthFailuresPerMinute},
 		}
+		pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: communes, Logger: logger, Mail: opt.Mail, BaseURL: c.PublicURL}
+		root := http.NewServeMux()
+		root.Handle("/api/", a.Handler())
+		root.Handle("/", pages.Handler())
 		apiSrv = &http.Server{
-			Addr: c.Addr, Handler: a.Handler(),
+			Addr: c.Addr, Handler: root,
 			// Slow clients cannot hold connections: headers within 10 s,
 			// a body may take long (large scans on slow links) but must
 			// keep flowing, idle connections close.

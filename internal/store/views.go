@@ -132,8 +132,11 @@ type ActFilter struct {
 	Year    int
 	Kind    string
 	State   string
-	Q       string // act number, or a surname prefix
-	Limit   int
+	// RegistryState keeps acts with a transmission in this state
+	// (refused, dead, overdue…).
+	RegistryState string
+	Q             string // act number, or a surname (case and accents ignored)
+	Limit         int
 	Cursor  string
 }
 
@@ -187,23 +190,26 @@ func (s *Store) ListActs(ctx context.Context, sc Scope, f ActFilter) ([]ActSumma
 		afterYear, _ = strconv.Atoi(parts[1])
 		afterNumber, _ = strconv.Atoi(parts[3])
 	}
-	number, _ := strconv.Atoi(f.Q)
+	number, _ := strconv.Atoi(strings.TrimSpace(f.Q))
+	// acts.state and acts.surnames are kept by a trigger (migration 006):
+	// the filters and the count read acts and their indexes only.
 	where := `WHERE ($1::text[] IS NULL OR a.commune_chain && $1)
 		AND ($2 = '' OR $2 = ANY(a.commune_chain))
 		AND ($3 = 0 OR a.year = $3)
 		AND ($4 = '' OR a.kind = $4)
-		AND ($5 = '' OR coalesce(v.state, 'rejected') = $5)
-		AND ($6 = '' OR a.number = $7 OR EXISTS (SELECT 1 FROM entries p, jsonb_array_elements(p.index_data->'persons') per
-			WHERE p.act_id = a.id AND p.is_version AND upper(per->>'surname') LIKE upper($6) || '%'))`
-	args := []any{sc.communeFilter(), f.Commune, f.Year, f.Kind, f.State, f.Q, number}
+		AND ($5 = '' OR a.state = $5)
+		AND ($6 = '' OR a.number = $7 OR a.surnames @> ARRAY[etatcivil_fold($6)])
+		AND ($8 = '' OR EXISTS (SELECT 1 FROM transmissions t WHERE t.act_id = a.id AND t.state = $8))`
+	args := []any{sc.communeFilter(), f.Commune, f.Year, f.Kind, f.State, strings.TrimSpace(f.Q), number, f.RegistryState}
 	var total int
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM (`+actSummarySelect+` `+where+`) x`, args...).Scan(&total); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM acts a `+where, args...).Scan(&total); err != nil {
 		return nil, "", 0, fmt.Errorf("comptage des actes: %w", err)
 	}
 	args = append(args, afterCommune, afterYear, afterKind, afterNumber, f.Limit+1)
-	rows, err := s.Pool.Query(ctx, actSummarySelect+` `+where+`
-		AND ($8 = '' OR (a.commune, a.year, a.kind, a.number) > ($8, $9, $10, $11))
-		ORDER BY a.commune, a.year, a.kind, a.number LIMIT $12`, args...)
+	rows, err := s.Pool.Query(ctx, `WITH page AS (SELECT a.* FROM acts a `+where+`
+		AND ($9 = '' OR (a.commune, a.year, a.kind, a.number) > ($9, $10, $11, $12))
+		ORDER BY a.commune, a.year, a.kind, a.number LIMIT $13) `+
+		strings.Replace(actSummarySelect, "FROM acts a", "FROM page a", 1)+` ORDER BY a.commune, a.year, a.kind, a.number`, args...)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("liste des actes: %w", err)
 	}
@@ -333,4 +339,19 @@ func parseUUID(s string) (string, error) {
 		}
 	}
 	return s, nil
+}
+
+// ActWithPersonsRead returns an act in scope with its persons, and
+// records the read (actor, purpose) in the same transaction: no record,
+// no data.
+func (s *Store) ActWithPersonsRead(ctx context.Context, sc Scope, id string, actor Actor, purpose, reason string) (ActView, error) {
+	var a ActView
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		var err error
+		if a, err = s.Act(ctx, sc, id, true); err != nil {
+			return err
+		}
+		return AuditTx(ctx, tx, Event{Actor: actor, Action: "act.read_persons", ActID: id, Purpose: purpose, Reason: reason})
+	})
+	return a, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/web"
 )
 
 // Pepper is the token pepper of test stacks.
@@ -51,6 +53,8 @@ type StackOptions struct {
 	NoWorkers bool
 	// Tune may change the workers' dependencies before they start.
 	Tune   func(*ingest.Deps)
+	// Mail receives the e-mails the pages send (sign-in links).
+	Mail web.Mailer
 	Limits api.Limits
 	// APIBlob, if set, is the API's S3 store (the workers keep theirs).
 	APIBlob *blob.Store
@@ -122,7 +126,12 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	}
 	a := &api.Server{Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
-	srv := httptest.NewServer(a.Handler())
+	// The pages beside the API, as serve mounts them.
+	pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: snap, Logger: logger, Mail: opt.Mail}
+	root := http.NewServeMux()
+	root.Handle("/api/", a.Handler())
+	root.Handle("/", pages.Handler())
+	srv := httptest.NewServer(root)
 	t.Cleanup(srv.Close)
 	return &Stack{Store: st, Blob: bl, BlobCfg: bcfg, Jobs: jobs, Deps: deps, API: a, URL: srv.URL, Hasher: h}
 }
