@@ -49,6 +49,23 @@ tools() {
 	apt_install qpdf poppler-utils libxml2-utils
 }
 
+# test_tools: what only the tests need: Debian's Chromium (the browser
+# tests drive it with chromedp) and axe-core, pinned, from npm.
+AXE_VERSION=4.11.4
+test_tools() {
+	apt_install chromium
+	command -v npm >/dev/null || apt_install npm
+	local axe="$LOCAL/npm/axe-core-$AXE_VERSION/node_modules/axe-core/axe.min.js"
+	if [ ! -f "$axe" ]; then
+		say "installation d'axe-core $AXE_VERSION (npm)…"
+		mkdir -p "$LOCAL/npm/axe-core-$AXE_VERSION"
+		npm install --silent --no-audit --no-fund --prefix "$LOCAL/npm/axe-core-$AXE_VERSION" "axe-core@$AXE_VERSION" >/dev/null
+	fi
+	[ -f "$axe" ] || die "axe-core $AXE_VERSION introuvable après npm install"
+	export ETATCIVIL_TEST_AXE="$axe"
+	export ETATCIVIL_TEST_CHROMIUM="$(command -v chromium)"
+}
+
 # --- PostgreSQL ----------------------------------------------------------
 
 # pg_base prints a libpq URL (without database) of a reachable server:
@@ -290,6 +307,7 @@ demo() {
 
 test_() {
 	tools
+	test_tools
 	[ -x "$EC" ] || die "bin/etatcivil manquant : make build"
 	TEST_HAD_PG=0
 	[ -f "$LOCAL/pg/started-by-stack" ] && TEST_HAD_PG=1
