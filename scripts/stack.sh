@@ -64,6 +64,8 @@ test_tools() {
 	[ -f "$axe" ] || die "axe-core $AXE_VERSION introuvable après npm install"
 	export ETATCIVIL_TEST_AXE="$axe"
 	export ETATCIVIL_TEST_CHROMIUM="$(command -v chromium)"
+	# Screenshots of the browser tests, kept after the run.
+	export ETATCIVIL_TEST_ARTIFACTS="$LOCAL/artifacts"
 }
 
 # --- PostgreSQL ----------------------------------------------------------
