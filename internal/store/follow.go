@@ -12,9 +12,16 @@ import (
 // completeness, what needs attention, and a hub's batches. The pages and
 // the API read the same functions.
 
-// actScope restricts acts a to the caller's scope ($1) and, when set, to
-// one commune and its predecessors ($2).
-const actScope = `($1::text[] IS NULL OR a.commune_chain && $1) AND ($2 = '' OR $2 = ANY(a.commune_chain))`
+// scopeOn restricts rows of alias (acts a or transmissions t, both with
+// a commune column) to the caller's scope ($1, NULL for all) and, when
+// set, to one commune and its predecessors ($2). The communes come from
+// etatcivil_scope() (migration 006), so indexes on commune serve.
+func scopeOn(sc Scope, commune, alias string) string {
+	if sc.All && commune == "" {
+		return `($1::text[] IS NULL AND $2::text = '')`
+	}
+	return alias + `.commune = ANY(etatcivil_scope($1, $2))`
+}
 
 // StateCount is how many acts of a register (year, kind) are in a state.
 type StateCount struct {
@@ -64,7 +71,7 @@ var attentionOrder = map[string]int{"rejected": 0, "stalled": 1, "refused": 2, "
 // first (at most limit items).
 func (s *Store) Dashboard(ctx context.Context, sc Scope, commune string, limit int) (Dashboard, error) {
 	d := Dashboard{Commune: commune, Counts: []StateCount{}, Attention: []Attention{}, Transmissions: []RegistryCount{}}
-	rows, err := s.Pool.Query(ctx, `SELECT a.year, a.kind, a.state, count(*) FROM acts a WHERE `+actScope+`
+	rows, err := s.Pool.Query(ctx, `SELECT a.year, a.kind, a.state, count(*) FROM acts a WHERE `+scopeOn(sc, commune, "a")+`
 		GROUP BY a.year, a.kind, a.state ORDER BY a.year DESC, a.kind, a.state`, sc.communeFilter(), commune)
 	if err != nil {
 		return d, err
@@ -76,8 +83,8 @@ func (s *Store) Dashboard(ctx context.Context, sc Scope, commune string, limit i
 	for _, c := range d.Counts {
 		d.Total += c.Count
 	}
-	rows, err = s.Pool.Query(ctx, `SELECT t.registry, t.state, count(*) FROM transmissions t JOIN acts a ON a.id = t.act_id
-		WHERE `+actScope+` GROUP BY t.registry, t.state ORDER BY t.registry, t.state`, sc.communeFilter(), commune)
+	rows, err = s.Pool.Query(ctx, `SELECT t.registry, t.state, count(*) FROM transmissions t
+		WHERE `+scopeOn(sc, commune, "t")+` GROUP BY t.registry, t.state ORDER BY t.registry, t.state`, sc.communeFilter(), commune)
 	if err != nil {
 		return d, err
 	}
@@ -102,12 +109,12 @@ func (s *Store) Attention(ctx context.Context, sc Scope, commune string, limit i
 			FROM acts a
 			JOIN LATERAL (SELECT reason, message, updated_at FROM entries e WHERE e.act_id = a.id AND e.is_version
 				ORDER BY e.version DESC, e.created_at DESC LIMIT 1) e ON true
-			WHERE a.state IN ('rejected', 'stalled') AND `+actScope+`
+			WHERE a.state IN ('rejected', 'stalled') AND `+scopeOn(sc, commune, "a")+`
 			ORDER BY e.updated_at DESC LIMIT $3)
 		UNION ALL
 		(SELECT t.state, a.id::text, a.commune, a.year, a.kind, a.number, t.registry, NULL, t.reason, t.updated_at
 			FROM transmissions t JOIN acts a ON a.id = t.act_id
-			WHERE t.state IN ('refused', 'dead', 'overdue') AND `+actScope+`
+			WHERE t.state IN ('refused', 'dead', 'overdue') AND `+scopeOn(sc, commune, "t")+`
 			ORDER BY t.updated_at DESC LIMIT $3)`, sc.communeFilter(), commune, limit)
 	if err != nil {
 		return nil, err
@@ -159,7 +166,7 @@ type Register struct {
 // Registers lists the registers in scope (of commune, year and kind when
 // set), newest year first, with their gaps.
 func (s *Store) Registers(ctx context.Context, sc Scope, commune string, year int, kind string) ([]Register, error) {
-	filter := actScope + ` AND ($3 = 0 OR a.year = $3) AND ($4 = '' OR a.kind = $4)`
+	filter := scopeOn(sc, commune, "a") + ` AND ($3 = 0 OR a.year = $3) AND ($4 = '' OR a.kind = $4)`
 	args := []any{sc.communeFilter(), commune, year, kind}
 	rows, err := s.Pool.Query(ctx, `SELECT a.commune, a.year, a.kind, count(*), min(a.number), max(a.number), max(a.number) - count(*),
 			count(*) FILTER (WHERE a.state = 'archived')

@@ -4,7 +4,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -187,4 +189,16 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// MigrationsDigest is the SHA-256 (hex) of the migrations compiled into
+// this binary: tests name their template database after it, so a template
+// always holds exactly the schema the binary migrates to.
+func MigrationsDigest() string {
+	ms, _ := migrations()
+	h := sha256.New()
+	for _, m := range ms {
+		fmt.Fprintf(h, "%s\n%d\n%s", m.name, len(m.sql), m.sql)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

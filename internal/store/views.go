@@ -193,13 +193,13 @@ func (s *Store) ListActs(ctx context.Context, sc Scope, f ActFilter) ([]ActSumma
 	number, _ := strconv.Atoi(strings.TrimSpace(f.Q))
 	// acts.state and acts.surnames are kept by a trigger (migration 006):
 	// the filters and the count read acts and their indexes only.
-	where := `WHERE ($1::text[] IS NULL OR a.commune_chain && $1)
-		AND ($2 = '' OR $2 = ANY(a.commune_chain))
+	where := `WHERE ` + scopeOn(sc, f.Commune, "a") + `
 		AND ($3 = 0 OR a.year = $3)
 		AND ($4 = '' OR a.kind = $4)
 		AND ($5 = '' OR a.state = $5)
-		AND ($6 = '' OR a.number = $7 OR a.surnames @> ARRAY[etatcivil_fold($6)])
-		AND ($8 = '' OR EXISTS (SELECT 1 FROM transmissions t WHERE t.act_id = a.id AND t.state = $8))`
+		AND ($6 = '' OR a.number = $7 OR a.id IN (SELECT s.act_id FROM act_surnames s
+			WHERE s.surname = etatcivil_fold($6) AND ` + scopeOn(sc, f.Commune, "s") + `))
+		AND ($8 = '' OR a.id IN (SELECT t.act_id FROM transmissions t WHERE t.state = $8 AND ` + scopeOn(sc, f.Commune, "t") + `))`
 	args := []any{sc.communeFilter(), f.Commune, f.Year, f.Kind, f.State, strings.TrimSpace(f.Q), number, f.RegistryState}
 	var total int
 	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM acts a `+where, args...).Scan(&total); err != nil {
