@@ -327,15 +327,18 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, splitList(v)...); return nil }
 
 func cmdTokenCreate(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "token create", "--role hub|townhall|auditor|admin --name QUI [--hub ID] [--commune INSEE]... [--expires DATE]", `
+	fs := flags(env, "token create", "--role hub|townhall|auditor|admin --name QUI [--hub ID] [--commune INSEE]... [--expires DATE] [--email ADRESSE]", `
 Crée un jeton d'accès et l'imprime seul sur la sortie standard, pour
 TOKEN=$(etatcivil token create …). Seule une empreinte HMAC-SHA-256 du
 secret est conservée : le jeton ne peut plus être réaffiché.
   hub       : un opérateur (--hub), voit les communes adhérentes ;
   townhall  : une mairie (--commune, répétable), voit ses communes ;
   auditor   : lit tout, chaque lecture est journalisée ;
-  admin     : administre.`)
+  admin     : administre.
+Avec --email, les pages web envoient à cette adresse un lien de connexion
+à usage unique (ETATCIVIL_SMTP_ADDR configuré).`)
 	role := fs.String("role", "", "rôle du jeton")
+	email := fs.String("email", "", "adresse où envoyer les liens de connexion des pages web")
 	name := fs.String("name", "", "personne ou système qui détient le jeton (obligatoire)")
 	hub := fs.String("hub", "", "opérateur (rôle hub)")
 	var communes stringList
@@ -389,6 +392,11 @@ secret est conservée : le jeton ne peut plus être réaffiché.
 	err = st.CreateToken(ctx, cliActor(env), store.Token{ID: id, Hash: hash, Role: *role, Name: *name, HubID: *hub, Communes: communes, ExpiresAt: exp})
 	if err != nil {
 		return err
+	}
+	if *email != "" {
+		if err := st.SetTokenEmail(ctx, cliActor(env), id, *email); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(env.Stderr, "jeton %s créé (rôle %s, %s)\n", id, *role, *name)
 	fmt.Fprintln(env.Stdout, text)

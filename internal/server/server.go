@@ -24,6 +24,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/config"
 	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/notify"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
@@ -132,6 +133,17 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		}
 		deps.Routes.Set(cfg)
 		go reloadOnHUP(ctx, logger, c.RegistriesFile, deps.Routes)
+	}
+	// Notifications (webhooks, daily digests) run on the same River client;
+	// the same SMTP server sends the pages' sign-in links.
+	smtp, err := notify.FromEnv()
+	if err != nil {
+		return err
+	}
+	notifier := &notify.Notifier{Store: st, SMTP: smtp, Logger: logger}
+	deps.Extensions = append(deps.Extensions, notifier)
+	if smtp.Enabled() && opt.Mail == nil {
+		opt.Mail = notifier.SendMail
 	}
 	jobs, err := ingest.NewClient(st.Pool, deps)
 	if err != nil {
