@@ -63,7 +63,7 @@ func buildMessage(from, to *mail.Address, subject, body, id string, date time.Ti
 	h("From", from.String())
 	h("To", to.String())
 	h("Subject", mime.QEncoding.Encode("utf-8", subject))
-	h("Date", date.Format(time.RFC1123Z))
+	h("Date", date.In(paris).Format(time.RFC1123Z))
 	h("Message-ID", "<"+id+"@"+domain+">")
 	h("MIME-Version", "1.0")
 	h("Content-Type", "text/plain; charset=utf-8")

@@ -54,6 +54,9 @@ const (
 	// DigestHour is the hour of the day, in Europe/Paris, from which the
 	// day's digest is due.
 	DigestHour = 7
+	// Retention is how long notification events, and deliveries delivered
+	// or cancelled, are kept (failed and pending ones stay).
+	Retention = 90 * 24 * time.Hour
 )
 
 // ErrMailDisabled is returned by SendMail when no SMTP server is

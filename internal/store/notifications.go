@@ -613,3 +613,22 @@ func (s *Store) RetryDeliveries(ctx context.Context, actor Actor, ids []string, 
 	})
 	return done, err
 }
+
+// PruneNotifications deletes the notification events collected before
+// before, and the deliveries delivered or cancelled before it: digests
+// are daily and webhooks immediate, so old ones serve nobody. Failed and
+// pending deliveries stay until they are dealt with.
+func (s *Store) PruneNotifications(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM notification_deliveries WHERE state IN ('delivered', 'cancelled') AND updated_at < $1`, before)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		tag, err = tx.Exec(ctx, `DELETE FROM notification_events WHERE created_at < $1`, before)
+		n += tag.RowsAffected()
+		return err
+	})
+	return n, err
+}

@@ -83,6 +83,7 @@ CREATE UNIQUE INDEX notification_events_audit ON notification_events
     (audit_event_id, coalesce(transmission_id, '00000000-0000-0000-0000-000000000000')) WHERE audit_event_id IS NOT NULL;
 CREATE UNIQUE INDEX notification_events_overdue ON notification_events (transmission_id) WHERE kind = 'overdue';
 CREATE INDEX notification_events_chain ON notification_events USING gin (commune_chain);
+CREATE INDEX notification_events_created ON notification_events (created_at);
 
 CREATE TABLE notification_deliveries (
     id              uuid PRIMARY KEY,
