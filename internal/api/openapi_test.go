@@ -553,10 +553,10 @@ func TestOpenAPIResponses(t *testing.T) {
 		{what: "tableau de bord, limite négative", token: admin, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/dashboard?limit=-2")},
 		{what: "registres d'actes", token: hub1, want: 200, req: get("/api/v1/registers")},
 		{what: "registres d'actes filtrés", token: auditor, want: 200, req: get("/api/v1/registers?commune=12202&year=2021&kind=naissance")},
-		// Values out of the spec's enums that the server does not check:
-		// it answers 200 and an empty list (unlike kind on /acts, 400).
-		{what: "registres d'actes, type inconnu", token: auditor, want: 200, offSpec: true, req: get("/api/v1/registers?kind=chat")},
-		{what: "actes, état inconnu", token: auditor, want: 200, offSpec: true, req: get("/api/v1/acts?state=zombie")},
+		// Values out of the spec's enums: 400, named.
+		{what: "registres d'actes, type inconnu", token: auditor, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/registers?kind=chat")},
+		{what: "actes, état inconnu", token: auditor, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/acts?state=zombie")},
+		{what: "actes, état de transmission inconnu", token: auditor, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/acts?registry_state=zombie")},
 		{what: "registres d'actes, année illisible", token: auditor, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/registers?year=MMXXI")},
 	}
 	for _, c := range calls {
@@ -598,7 +598,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{what: "relance des transmissions mortes", token: admin, want: 200, req: apiReq{method: "POST", path: "/api/v1/transmissions/retry", body: []byte(`{"state": "dead"}`), header: oaJSONHeader()}},
 		{what: "relance par registre (hub)", token: hub1, want: 200, req: apiReq{method: "POST", path: "/api/v1/transmissions/retry", body: []byte(`{"registry": "strict", "ids": []}`), header: oaJSONHeader()}},
 		{what: "relance sans critère", token: admin, want: 400, typ: "invalid_request", req: apiReq{method: "POST", path: "/api/v1/transmissions/retry", body: []byte(`{}`), header: oaJSONHeader()}},
-		{what: "relance, état inconnu", token: admin, want: 200, offSpec: true, req: apiReq{method: "POST", path: "/api/v1/transmissions/retry", body: []byte(`{"state": "zombie"}`), header: oaJSONHeader()}},
+		{what: "relance, état inconnu", token: admin, want: 400, typ: "invalid_parameter", offSpec: true, req: apiReq{method: "POST", path: "/api/v1/transmissions/retry", body: []byte(`{"state": "zombie"}`), header: oaJSONHeader()}},
 		{what: "flush", token: admin, want: 202, req: apiReq{method: "POST", path: "/api/v1/transmissions/flush", body: []byte(`{"registry": "ok"}`), header: oaJSONHeader()}},
 		{what: "flush sans corps", token: admin, want: 202, req: apiReq{method: "POST", path: "/api/v1/transmissions/flush"}},
 		{what: "flush, corps illisible", token: admin, want: 400, typ: "invalid_request", offSpec: true, req: apiReq{method: "POST", path: "/api/v1/transmissions/flush", body: []byte("{"), header: oaJSONHeader()}},

@@ -51,6 +51,7 @@ func (s *Server) getReceipt(w http.ResponseWriter, r *http.Request, p auth.Princ
 	}
 	defer sealed.Close()
 	w.Header().Set("Content-Type", "application/pdf")
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
 	w.Header().Set("Content-Disposition", `attachment; filename="recepisse-`+b.ID+`.pdf"`)
 	_, _ = io.Copy(w, sealed)

@@ -3,10 +3,14 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
@@ -37,6 +41,9 @@ func (s *Server) retryTransmissions(w http.ResponseWriter, r *http.Request, p au
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
 		return &Problem{Status: 400, Type: "invalid_request", Title: "Requête invalide",
 			Detail: `Corps JSON attendu : {"ids": [...], "registry": "…", "state": "dead"}.`}
+	}
+	if body.State != "" && !slices.Contains(retryStates, body.State) {
+		return badEnum("state", body.State, retryStates)
 	}
 	if len(body.IDs) == 0 && body.Registry == "" && body.State == "" {
 		return &Problem{Status: 400, Type: "invalid_request", Title: "Requête invalide",
@@ -130,6 +137,9 @@ func (s *Server) registers(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return err
 	}
 	q := r.URL.Query()
+	if k := q.Get("kind"); k != "" && !model.Kind(k).Valid() {
+		return badEnum("kind", k, []string{"naissance", "mariage", "deces", "reconnaissance"})
+	}
 	list, err := s.Store.Registers(r.Context(), p.Scope, q.Get("commune"), year, q.Get("kind"))
 	if err != nil {
 		return err
@@ -158,4 +168,16 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p auth.Prin
 		list = []store.BatchItem{}
 	}
 	return writeJSON(w, 200, map[string]any{"batches": list})
+}
+
+// retryStates are the states transmissions retry re-drives.
+var retryStates = []string{"dead", "refused", "overdue", "retrying"}
+
+// TransmissionStates are the states of a transmission.
+var TransmissionStates = []string{"pending", "sent", "acknowledged", "refused", "retrying", "overdue", "dead"}
+
+// badEnum is the 400 of a parameter outside its values.
+func badEnum(name, got string, want []string) error {
+	return &Problem{Status: 400, Type: "invalid_parameter", Title: "Paramètre invalide",
+		Detail: fmt.Sprintf("%s vaut « %s » ; valeurs admises : %s.", name, got, strings.Join(want, ", "))}
 }
