@@ -232,14 +232,19 @@ up() {
 	if [ ! -s "$tokdir/hub" ]; then
 		(umask 077; "$EC" token create --role hub --hub smica --name "opérateur smica local (make up)" >"$tokdir/hub")
 	fi
+	if [ ! -s "$tokdir/townhall" ]; then
+		(umask 077; "$EC" token create --role townhall --commune 12202 --name "mairie de Rodez locale (make up)" >"$tokdir/townhall")
+	fi
 	admin=$(cat "$tokdir/admin")
 	hubtok=$(cat "$tokdir/hub")
+	townhalltok=$(cat "$tokdir/townhall")
 	umask 077
 	cat >"$LOCAL/env" <<EOF
 # Written by make up ($(date -u +%FT%TZ)). Source it: . .local/env
 export ETATCIVIL_SERVER=http://$api
 export ETATCIVIL_TOKEN=$admin
 export ETATCIVIL_HUB_TOKEN=$hubtok
+export ETATCIVIL_TOWNHALL_TOKEN=$townhalltok
 export ETATCIVIL_OPS=http://$ops
 export ETATCIVIL_ADDR=$api
 export ETATCIVIL_OPS_ADDR=$ops
@@ -284,11 +289,13 @@ run() {
 	cat >&2 <<EOF
 
 etatcivil tourne :
-  API            $ETATCIVIL_SERVER
+  pages          $ETATCIVIL_SERVER/  (connexion avec un des jetons ci-dessous)
+  API            $ETATCIVIL_SERVER/api/v1
   opérations     $ETATCIVIL_OPS/readyz  $ETATCIVIL_OPS/metrics
   simulateur     $ETATCIVIL_REGISTRY_SIM/_sim/stats
   jeton admin    $ETATCIVIL_TOKEN
   jeton smica    $ETATCIVIL_HUB_TOKEN
+  jeton Rodez    $ETATCIVIL_TOWNHALL_TOKEN
 Dans un autre terminal : . .local/env && bin/etatcivil acts list
 Ctrl-C arrête tout.
 EOF
