@@ -254,4 +254,16 @@ func TestBrowserHub(t *testing.T) {
 	}
 	screenshot(t, ctx, dir, "04-depot")
 	axe(t, ctx, "dépôt")
+	// An archived act's page (persons, versions, timeline).
+	if err := chromedp.Do(ctx, chromedp.Navigate(f.s.URL+"/actes/"+f.millau), chromedp.WaitVisible(`//caption[contains(., "Personnes")]`)); err != nil {
+		t.Fatalf("acte archivé : %v", err)
+	}
+	screenshot(t, ctx, dir, "05-acte-archive")
+	axe(t, ctx, "acte archivé")
+	// Signed out: the one-time link's confirmation page.
+	if err := chromedp.Do(ctx, chromedp.Click(`//button[contains(., "Se déconnecter")]`), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.Navigate(f.s.URL+"/connexion/lien?code=abc"), chromedp.WaitVisible(`//legend`)); err != nil {
+		t.Fatalf("lien de connexion : %v", err)
+	}
+	axe(t, ctx, "confirmation du lien")
 }
