@@ -2,6 +2,7 @@ package seal
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -39,8 +40,18 @@ var (
 	tagCertificates           = cbasn1.Tag(0).ContextSpecific().Constructed()
 	tagExplicit0              = cbasn1.Tag(0).ContextSpecific().Constructed()
 	tagDirectoryName          = cbasn1.Tag(4).ContextSpecific().Constructed()
+	tagUnsignedAttrs          = cbasn1.Tag(1).ContextSpecific().Constructed()
+	oidAttrTimeStampToken     = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 16, 2, 14}
 	maxSignatureOverheadBytes = 8 << 10 // attributes, signature value, and room for a later timestamp token
+	// timestampReserveBytes is the room kept for a signature timestamp
+	// token (B-T): its TSTInfo, signature and the TSA's certificates.
+	timestampReserveBytes = 16 << 10
 )
+
+// Timestamper obtains an RFC 3161 timestamp token over imprint (the
+// SHA-256 of a signature value), for PAdES B-T. An unavailable TSA is an
+// error the caller can recognise (the tsa package's ErrUnavailable).
+type Timestamper func(ctx context.Context, imprint []byte) (token []byte, err error)
 
 // signatureAlgorithm returns the CMS signatureAlgorithm OID for key, and
 // whether its parameters are an explicit NULL (RSA) or absent (ECDSA).
@@ -134,8 +145,10 @@ func signedAttributes(digest []byte, leaf *x509.Certificate) ([]byte, error) {
 }
 
 // buildCMS returns a DER ContentInfo holding a detached SignedData over
-// content whose SHA-256 is digest, signed by key.
-func buildCMS(digest []byte, key *Key) ([]byte, error) {
+// content whose SHA-256 is digest, signed by key; with ts, the signature
+// value is timestamped and the token added as the unsigned attribute
+// id-aa-signatureTimeStampToken (PAdES B-T).
+func buildCMS(ctx context.Context, digest []byte, key *Key, ts Timestamper) ([]byte, error) {
 	leaf := key.Chain[0]
 	sigAlg, sigNull, err := signatureAlgorithm(key.Signer.Public())
 	if err != nil {
@@ -149,6 +162,13 @@ func buildCMS(digest []byte, key *Key) ([]byte, error) {
 	sig, err := key.Signer.Sign(rand.Reader, h[:], crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("seal: sign: %w", err)
+	}
+	var token []byte
+	if ts != nil {
+		imprint := sha256.Sum256(sig)
+		if token, err = ts(ctx, imprint[:]); err != nil {
+			return nil, fmt.Errorf("seal: timestamp: %w", err)
+		}
 	}
 
 	var b cryptobyte.Builder
@@ -188,6 +208,14 @@ func buildCMS(digest []byte, key *Key) ([]byte, error) {
 						})
 						addAlgorithm(b, sigAlg, sigNull)
 						b.AddASN1OctetString(sig)
+						if token != nil {
+							b.AddASN1(tagUnsignedAttrs, func(b *cryptobyte.Builder) {
+								b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+									b.AddASN1ObjectIdentifier(oidAttrTimeStampToken)
+									b.AddASN1(cbasn1.SET, func(b *cryptobyte.Builder) { b.AddBytes(token) })
+								})
+							})
+						}
 					})
 				})
 			})
@@ -212,6 +240,9 @@ type signerInfo struct {
 	messageDigest []byte
 	certV2Hash    []byte
 	signingTime   bool
+	// timestampToken is the RFC 3161 token of the unsigned attribute
+	// id-aa-signatureTimeStampToken (B-T), nil if none.
+	timestampToken []byte
 }
 
 func hashFromOID(oid asn1.ObjectIdentifier) (crypto.Hash, bool) {
@@ -328,6 +359,26 @@ func parseCMS(der []byte) (*signerInfo, error) {
 		return nil, bad("malformed signature value")
 	}
 	si.signature = sig
+	if sinfo.PeekASN1Tag(tagUnsignedAttrs) {
+		var unsigned cryptobyte.String
+		if !sinfo.ReadASN1(&unsigned, tagUnsignedAttrs) {
+			return nil, bad("malformed unsigned attributes")
+		}
+		for !unsigned.Empty() {
+			var attr, values cryptobyte.String
+			var typ asn1.ObjectIdentifier
+			if !unsigned.ReadASN1(&attr, cbasn1.SEQUENCE) || !attr.ReadASN1ObjectIdentifier(&typ) || !attr.ReadASN1(&values, cbasn1.SET) {
+				return nil, bad("malformed unsigned attribute")
+			}
+			if typ.Equal(oidAttrTimeStampToken) {
+				var tok cryptobyte.String
+				if si.timestampToken != nil || !values.ReadASN1Element(&tok, cbasn1.SEQUENCE) || !values.Empty() {
+					return nil, bad("malformed or repeated signature timestamp")
+				}
+				si.timestampToken = tok
+			}
+		}
+	}
 	return si, nil
 }
 
@@ -426,8 +477,11 @@ func (si *signerInfo) checkSignature() error {
 
 // cmsOverhead is the size to reserve for the CMS of key: the certificates
 // plus room for attributes and the signature value.
-func cmsOverhead(key *Key) int {
+func cmsOverhead(key *Key, timestamped bool) int {
 	n := maxSignatureOverheadBytes
+	if timestamped {
+		n += timestampReserveBytes
+	}
 	for _, c := range key.Chain {
 		n += len(c.Raw) + 8
 	}

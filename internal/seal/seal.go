@@ -52,6 +52,9 @@ type Options struct {
 	// Time is the signing time written as /M; time.Now() if zero. It is a
 	// claim of the signer: only a timestamp (B-T) makes it evidence.
 	Time time.Time
+	// Timestamp, when set, timestamps the signature (PAdES B-T); nil
+	// seals at B-B.
+	Timestamp Timestamper
 }
 
 // New returns the B-B sealer: a CAdES detached signature (SHA-256, RSA
@@ -115,12 +118,12 @@ func (bBSealer) Seal(ctx context.Context, in io.Reader, size int64, key *Key, op
 	if opt.Name == "" {
 		opt.Name = key.Label
 	}
-	u, err := st.buildUpdate(size, h.Sum(nil), cmsOverhead(key), opt)
+	u, err := st.buildUpdate(size, h.Sum(nil), cmsOverhead(key, opt.Timestamp != nil), opt)
 	if err != nil {
 		return nil, 0, err
 	}
 	digest := u.digest(h)
-	cms, err := buildCMS(digest, key)
+	cms, err := buildCMS(ctx, digest, key, opt.Timestamp)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -26,6 +26,40 @@ type Info struct {
 	SubFilter string
 	// Reason and Location are the /Reason and /Location entries, if any.
 	Reason, Location string
+	// Level is the PAdES level reached: "B-B", or "B-T" with a signature
+	// timestamp that verified.
+	Level string
+	// TimestampToken is the RFC 3161 token over the signature value (B-T),
+	// nil if none; TimestampTime its time, once verified.
+	TimestampToken []byte
+	TimestampTime  time.Time
+
+	signature []byte // the CMS signature value, which the timestamp covers
+}
+
+// TimestampVerifier checks an RFC 3161 token over imprint (the SHA-256 of
+// the signature value) and returns its time (the tsa package's Verify,
+// with the trusted roots).
+type TimestampVerifier func(token, imprint []byte) (time.Time, error)
+
+// VerifyTimestamped is Verify, then the signature timestamp, if any, with
+// verifyTS: the level is B-T only if the token verifies. A token that does
+// not verify is an error wrapping ErrInvalidSignature.
+func VerifyTimestamped(sealed []byte, roots *x509.CertPool, verifyTS TimestampVerifier) (Info, error) {
+	info, err := Verify(sealed, roots)
+	if err != nil || info.TimestampToken == nil {
+		return info, err
+	}
+	if verifyTS == nil {
+		return info, fmt.Errorf("%w: signature timestamp present but no way to verify it", ErrInvalidSignature)
+	}
+	imprint := sha256.Sum256(info.signature)
+	at, err := verifyTS(info.TimestampToken, imprint[:])
+	if err != nil {
+		return info, fmt.Errorf("%w: signature timestamp: %w", ErrInvalidSignature, err)
+	}
+	info.Level, info.TimestampTime = "B-T", at
+	return info, nil
 }
 
 var (
@@ -110,7 +144,8 @@ func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
 	if ku := si.signer.KeyUsage; ku != 0 && ku&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
 		return Info{}, fmt.Errorf("%w: signer certificate is not for signatures (key usage %#x)", ErrInvalidSignature, ku)
 	}
-	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer}
+	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer, Level: "B-B", TimestampToken: si.timestampToken,
+		signature: si.signature}
 	dict := sigDictText(sealed, loc[0], int(cStart), int(cEnd))
 	if m := subFilterRe.FindSubmatch(dict); m != nil {
 		info.SubFilter = string(m[1])
