@@ -185,9 +185,9 @@ up() {
 		ensure_db "$base" "$db"
 		db_url="$base/$db?sslmode=disable"
 	fi
-	local ports api ops s3 sim
-	ports=$("$EC" dev ports 4 | tr '\n' ' ')
-	read -r api ops s3 sim <<<"$ports"
+	local ports api ops s3 sim tsaport
+	ports=$("$EC" dev ports 5 | tr '\n' ' ')
+	read -r api ops s3 sim tsaport <<<"$ports"
 	api=${ETATCIVIL_ADDR:-127.0.0.1:$api}
 	ops=${ETATCIVIL_OPS_ADDR:-127.0.0.1:$ops}
 	local s3addr=${ETATCIVIL_S3_ADDR:-127.0.0.1:$s3}
@@ -209,10 +209,16 @@ up() {
 	# A clearly labelled development CA and seal: the default seal of every
 	# hub without one of its own (hub set-seal).
 	"$EC" dev pki "$LOCAL/pki"
+	# A local RFC 3161 time-stamp authority on the same PKI: hubs seal at
+	# B-T by default.
+	local tsaaddr=${ETATCIVIL_TSA_ADDR:-127.0.0.1:$tsaport}
+	start_bg tsa "$EC" dev tsa "$LOCAL/pki" "$tsaaddr"
+	export ETATCIVIL_TSA_URL="http://$tsaaddr"
 	export ETATCIVIL_REGISTRY_SIM="http://$simaddr" ETATCIVIL_REGISTRIES_FILE="$ROOT/testdata/registries.local.yaml"
 	export ETATCIVIL_SEAL_CERT="$LOCAL/pki/dev-seal.pem" ETATCIVIL_SEAL_KEY="$LOCAL/pki/dev-seal.key"
 
 	"$EC" dev wait "http://$s3addr/" 30s
+	"$EC" dev wait "http://$tsaaddr/" 30s
 	"$EC" migrate
 	"$EC" s3 init
 	"$EC" cog import "$ROOT/internal/cog/data/cog.csv.gz"
@@ -257,6 +263,7 @@ export ETATCIVIL_S3_ACCESS_KEY=$access
 export ETATCIVIL_S3_SECRET_KEY=$secretkey
 export ETATCIVIL_S3_DATA_DIR=$LOCAL/s3
 export ETATCIVIL_REGISTRY_SIM=http://$simaddr
+export ETATCIVIL_TSA_URL=http://$tsaaddr
 export ETATCIVIL_REGISTRIES_FILE=$ROOT/testdata/registries.local.yaml
 export ETATCIVIL_TOKEN_PEPPER=$pepper
 export ETATCIVIL_RETENTION=1d
@@ -271,6 +278,7 @@ EOF
 down() {
 	stop_bg serve
 	stop_bg registry-sim
+	stop_bg tsa
 	stop_bg s3
 	stop_private_pg
 	rm -f "$LOCAL/env"

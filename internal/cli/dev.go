@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 )
 
 // cmdDev holds the small tools the Makefile's local stack uses, so that it
@@ -21,7 +23,7 @@ import (
 // URL, and checking a demo batch against its expected outcome.
 func cmdDev(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 {
-		return usagef("dev ports N | dev wait URL [DURÉE] | dev expect DOSSIER LOT.json")
+		return usagef("dev ports N | dev wait URL [DURÉE] | dev expect DOSSIER LOT.json | dev pki DOSSIER | dev tsa DOSSIER HÔTE:PORT")
 	}
 	switch args[0] {
 	case "ports":
@@ -74,6 +76,26 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+	case "tsa":
+		// A local RFC 3161 time-stamp authority over loopback HTTP, with
+		// the development PKI of DOSSIER (make up): for B-T seals.
+		if len(args) != 3 {
+			return usagef("dev tsa DOSSIER HÔTE:PORT")
+		}
+		srv, err := tsa.DevTSA(args[1])
+		if err != nil {
+			return err
+		}
+		hs := &http.Server{Addr: args[2], Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			_ = hs.Close()
+		}()
+		fmt.Fprintf(env.Stderr, "autorité d'horodatage de développement sur http://%s\n", args[2])
+		if err := hs.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
 	case "pki":
 		if len(args) != 2 {
 			return usagef("dev pki DOSSIER")

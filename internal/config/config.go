@@ -31,6 +31,9 @@ type Config struct {
 	TokenPepper string // secret: HMAC key for token hashes
 
 	RegistriesFile string // ETATCIVIL_REGISTRIES_FILE: the registries (YAML), reloaded on SIGHUP; empty: none
+	TSAURL         string // ETATCIVIL_TSA_URL: the RFC 3161 time-stamp authority (B-T seals); empty: none
+	TSAUsername    string // ETATCIVIL_TSA_USERNAME, with ETATCIVIL_TSA_PASSWORD: HTTP basic auth to the TSA, if it needs it
+	TSAPassword    string
 	PublicURL      string // ETATCIVIL_PUBLIC_URL: the pages' public address, for links in e-mails; empty: the request's host
 
 	SealCert        string // ETATCIVIL_SEAL_CERT: default seal certificate (PEM chain), a path
@@ -171,6 +174,9 @@ func load(getenv func(string) string) (*Config, error) {
 		TokenPepper:           secret("ETATCIVIL_TOKEN_PEPPER"),
 		RegistriesFile:        str("ETATCIVIL_REGISTRIES_FILE", ""),
 		PublicURL:             str("ETATCIVIL_PUBLIC_URL", ""),
+		TSAURL:                str("ETATCIVIL_TSA_URL", ""),
+		TSAUsername:           str("ETATCIVIL_TSA_USERNAME", ""),
+		TSAPassword:           secret("ETATCIVIL_TSA_PASSWORD"),
 		SealCert:              str("ETATCIVIL_SEAL_CERT", ""),
 		SealKey:               str("ETATCIVIL_SEAL_KEY", ""),
 		SealP12Password:       secret("ETATCIVIL_SEAL_P12_PASSWORD"),

@@ -64,6 +64,7 @@ func startServerArgs(t testing.TB, args []string, extra ...string) *server {
 	s := &server{bin: bin, log: &bytes.Buffer{}, blob: bl}
 	api, ops := freePort(t), freePort(t)
 	pki := testenv.DevPKI(t)
+	stamps := testenv.TSA(t) // B-T seals, as make up serves them
 	s.env = append([]string{
 		"ETATCIVIL_SEAL_CERT=" + filepath.Join(pki, "dev-seal.pem"), "ETATCIVIL_SEAL_KEY=" + filepath.Join(pki, "dev-seal.key"),
 		"PATH=" + os.Getenv("PATH"),
@@ -73,7 +74,7 @@ func startServerArgs(t testing.TB, args []string, extra ...string) *server {
 		"ETATCIVIL_S3_BUCKET=" + bcfg.Archive, "ETATCIVIL_S3_STAGING_BUCKET=" + bcfg.Staging,
 		"ETATCIVIL_S3_ACCESS_KEY=" + bcfg.AccessKey, "ETATCIVIL_S3_SECRET_KEY=" + bcfg.SecretKey,
 		"ETATCIVIL_TOKEN_PEPPER=" + testenv.Pepper, "ETATCIVIL_RETENTION=1d",
-		"ETATCIVIL_SHUTDOWN_TIMEOUT=10s",
+		"ETATCIVIL_SHUTDOWN_TIMEOUT=10s", "ETATCIVIL_TSA_URL=" + stamps.URL,
 	}, extra...)
 	s.url, s.ops = "http://"+api, "http://"+ops
 	s.run(t, "hub", "create", "smica", "--name", "SMICA", "--communes", "12202,12145,12300")

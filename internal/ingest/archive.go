@@ -20,6 +20,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 )
 
 // CrashEnv names the test hook that kills the process at a step
@@ -92,14 +93,31 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 		return waitFor(ctx, d, wk, model.StateValidated, stagingCause(err), err)
 	}
 	defer orig.Close()
-	crash("seal.before_stage")
-	sealed, n, err := d.Sealer.Seal(ctx, orig, wk.Size, key, seal.Options{
+	level, err := d.Store.HubSealLevel(ctx, wk.HubID)
+	if err != nil {
+		return waitFor(ctx, d, wk, model.StateValidated, "seal_unavailable", err)
+	}
+	opts := seal.Options{
 		Reason: "Copie numérique fidèle du registre, cachet de l'opérateur " + wk.HubID,
 		Name:   key.Label, Location: "France", Time: time.Now(),
-	})
+	}
+	if level == "B-T" {
+		// Never archived below the hub's level: without a TSA, the act
+		// waits (tsa_unavailable) until one answers.
+		if d.Timestamp == nil {
+			return waitFor(ctx, d, wk, model.StateValidated, "tsa_unavailable",
+				errors.New("aucune autorité d'horodatage configurée (ETATCIVIL_TSA_URL) pour un cachet B-T"))
+		}
+		opts.Timestamp = d.Timestamp
+	}
+	crash("seal.before_stage")
+	sealed, n, err := d.Sealer.Seal(ctx, orig, wk.Size, key, opts)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, tsa.ErrUnavailable) || errors.Is(err, tsa.ErrBadResponse) {
+			return waitFor(ctx, d, wk, model.StateValidated, "tsa_unavailable", err)
 		}
 		return waitFor(ctx, d, wk, model.StateValidated, "seal_error", err)
 	}
@@ -114,7 +132,7 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 	crash("seal.after_stage")
 	certSum := sha256.Sum256(key.Certificate().Raw)
 	_, err = d.Store.MarkSealed(ctx, wk, store.Sealed{Key: sk, SHA256: sum, Size: n,
-		CertSHA256: hex.EncodeToString(certSum[:]), Subject: key.Certificate().Subject.String()}, func(tx pgx.Tx) error {
+		CertSHA256: hex.EncodeToString(certSum[:]), Subject: key.Certificate().Subject.String(), Level: level}, func(tx pgx.Tx) error {
 		if _, err := d.jobs.River.InsertTx(ctx, tx, ArchiveArgs{EntryID: wk.EntryID}, nil); err != nil {
 			return err
 		}

@@ -61,6 +61,9 @@ type Deps struct {
 	// Extensions add their own workers and periodic jobs to the same
 	// River client (notifications, for one).
 	Extensions []Extension
+	// Timestamp obtains signature timestamps (PAdES B-T) from the TSA;
+	// nil when none is configured: acts of B-T hubs then wait.
+	Timestamp seal.Timestamper
 	// Metrics count sends (nil: not counted).
 	Metrics *SendMetrics
 	// CommuneName names a COG code (for messages); nil leaves names empty.

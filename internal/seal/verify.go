@@ -34,7 +34,8 @@ type Info struct {
 	TimestampToken []byte
 	TimestampTime  time.Time
 
-	signature []byte // the CMS signature value, which the timestamp covers
+	// Signature is the CMS signature value, which a B-T timestamp covers.
+	Signature []byte
 }
 
 // TimestampVerifier checks an RFC 3161 token over imprint (the SHA-256 of
@@ -53,7 +54,7 @@ func VerifyTimestamped(sealed []byte, roots *x509.CertPool, verifyTS TimestampVe
 	if verifyTS == nil {
 		return info, fmt.Errorf("%w: signature timestamp present but no way to verify it", ErrInvalidSignature)
 	}
-	imprint := sha256.Sum256(info.signature)
+	imprint := sha256.Sum256(info.Signature)
 	at, err := verifyTS(info.TimestampToken, imprint[:])
 	if err != nil {
 		return info, fmt.Errorf("%w: signature timestamp: %w", ErrInvalidSignature, err)
@@ -145,7 +146,7 @@ func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
 		return Info{}, fmt.Errorf("%w: signer certificate is not for signatures (key usage %#x)", ErrInvalidSignature, ku)
 	}
 	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer, Level: "B-B", TimestampToken: si.timestampToken,
-		signature: si.signature}
+		Signature: si.signature}
 	dict := sigDictText(sealed, loc[0], int(cStart), int(cEnd))
 	if m := subFilterRe.FindSubmatch(dict); m != nil {
 		info.SubFilter = string(m[1])

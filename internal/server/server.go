@@ -6,6 +6,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 	"github.com/etatcivil/etatcivil/internal/web"
 )
 
@@ -69,8 +71,16 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 		}
 		keys.Default = k
 	}
+	var stamp seal.Timestamper
+	if c.TSAURL != "" {
+		client := &tsa.Client{URL: c.TSAURL, Username: c.TSAUsername, Password: c.TSAPassword, Timeout: 30 * time.Second}
+		stamp = func(ctx context.Context, imprint []byte) ([]byte, error) {
+			return client.Timestamp(ctx, imprint, crypto.SHA256)
+		}
+	}
 	return &ingest.Deps{
-		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
+		Timestamp: stamp,
+		Store:     st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
 		Isolate:     pdfcheck.IsolateOptions{MemoryLimit: c.PDFCheckMemory, Timeout: c.PDFCheckTimeout},
 		RetryBudget: c.InfraRetryBudget, BackoffMax: c.InfraBackoffMax, Workers: n,
 		Sealer: seal.New(), Keys: keys, RetainUntil: c.Retention.AddTo, RejectedRetentionDays: c.RejectedRetentionDays,

@@ -18,6 +18,7 @@ type Sealed struct {
 	Size       int64
 	CertSHA256 string
 	Subject    string
+	Level      string // PAdES level reached: B-B or B-T
 }
 
 // MarkSealed records the sealed bytes, guarded by state validated, and
@@ -26,8 +27,8 @@ type Sealed struct {
 func (s *Store) MarkSealed(ctx context.Context, w Work, sl Sealed, then func(pgx.Tx) error) (bool, error) {
 	return s.advance(ctx, w, model.StateValidated, model.StateSealed,
 		`UPDATE entries SET sealed_key = $2, sealed_sha256 = $3, sealed_size = $4, seal_cert_sha256 = $5,
-			seal_subject = $6, sealed_at = now(), infra_failures = 0, waiting = NULL WHERE id = $1`,
-		[]any{sl.Key, sl.SHA256, sl.Size, sl.CertSHA256, sl.Subject}, then)
+			seal_subject = $6, seal_level = nullif($7, ''), sealed_at = now(), infra_failures = 0, waiting = NULL WHERE id = $1`,
+		[]any{sl.Key, sl.SHA256, sl.Size, sl.CertSHA256, sl.Subject, sl.Level}, then)
 }
 
 // MarkArchived records the archive object version, guarded by state
@@ -161,4 +162,25 @@ type ReceiptLine struct {
 	Reason       string
 	ArchivedAt   *time.Time
 	ObjectKey    string
+}
+
+// HubSealLevel is the PAdES level a hub's acts are sealed at.
+func (s *Store) HubSealLevel(ctx context.Context, hubID string) (string, error) {
+	var level string
+	err := s.Pool.QueryRow(ctx, `SELECT seal_level FROM hubs WHERE id = $1`, hubID).Scan(&level)
+	return level, err
+}
+
+// SetHubSealLevel sets the PAdES level of a hub's future seals.
+func (s *Store) SetHubSealLevel(ctx context.Context, actor Actor, hubID, level string) error {
+	return s.Transact(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE hubs SET seal_level = $2 WHERE id = $1`, hubID, level)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("opérateur %q: %w", hubID, ErrNotFound)
+		}
+		return audit(ctx, tx, Event{Actor: actor, Action: "hub.seal_level", Data: map[string]any{"hub": hubID, "level": level}})
+	})
 }

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"crypto"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 	"github.com/etatcivil/etatcivil/internal/web"
 )
 
@@ -55,6 +57,9 @@ type StackOptions struct {
 	Tune   func(*ingest.Deps)
 	// Mail receives the e-mails the pages send (sign-in links).
 	Mail web.Mailer
+	// NoTSA leaves the stack without a time-stamp authority (B-T hubs'
+	// acts then wait); by default a local one (TSA) serves it.
+	NoTSA bool
 	Limits api.Limits
 	// APIBlob, if set, is the API's S3 store (the workers keep theirs).
 	APIBlob *blob.Store
@@ -92,6 +97,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	}
 	if opt.Tune != nil {
 		opt.Tune(deps)
+	}
+	if deps.Timestamp == nil && !opt.NoTSA {
+		deps.Timestamp = TSA(t).Timestamper()
 	}
 	jobs, err := ingest.NewClient(st.Pool, deps)
 	if err != nil {
@@ -187,4 +195,29 @@ func DevSeal(t testing.TB) *seal.Key {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// LocalTSA is a development RFC 3161 time-stamp authority served over
+// loopback for a test (certificates from DevPKI).
+type LocalTSA struct {
+	*tsa.Server
+	URL string
+}
+
+// TSA starts a local time-stamp authority for t; Down makes it answer 503.
+func TSA(t testing.TB) *LocalTSA {
+	t.Helper()
+	srv, err := tsa.DevTSA(DevPKI(t))
+	if err != nil {
+		t.Fatalf("autorité d'horodatage de développement : %v", err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &LocalTSA{Server: srv, URL: hs.URL}
+}
+
+// Timestamper is a B-T timestamper using this TSA.
+func (l *LocalTSA) Timestamper() seal.Timestamper {
+	c := &tsa.Client{URL: l.URL, Timeout: 10 * time.Second}
+	return func(ctx context.Context, imprint []byte) ([]byte, error) { return c.Timestamp(ctx, imprint, crypto.SHA256) }
 }
