@@ -214,6 +214,7 @@ up() {
 	local tsaaddr=${ETATCIVIL_TSA_ADDR:-127.0.0.1:$tsaport}
 	start_bg tsa "$EC" dev tsa "$LOCAL/pki" "$tsaaddr"
 	export ETATCIVIL_TSA_URL="http://$tsaaddr"
+	export ETATCIVIL_TRUST_ROOTS="$LOCAL/pki/dev-root.pem:$LOCAL/pki/dev-tsa-root.pem"
 	export ETATCIVIL_REGISTRY_SIM="http://$simaddr" ETATCIVIL_REGISTRIES_FILE="$ROOT/testdata/registries.local.yaml"
 	export ETATCIVIL_SEAL_CERT="$LOCAL/pki/dev-seal.pem" ETATCIVIL_SEAL_KEY="$LOCAL/pki/dev-seal.key"
 
@@ -264,6 +265,7 @@ export ETATCIVIL_S3_SECRET_KEY=$secretkey
 export ETATCIVIL_S3_DATA_DIR=$LOCAL/s3
 export ETATCIVIL_REGISTRY_SIM=http://$simaddr
 export ETATCIVIL_TSA_URL=http://$tsaaddr
+export ETATCIVIL_TRUST_ROOTS=$LOCAL/pki/dev-root.pem:$LOCAL/pki/dev-tsa-root.pem
 export ETATCIVIL_REGISTRIES_FILE=$ROOT/testdata/registries.local.yaml
 export ETATCIVIL_TOKEN_PEPPER=$pepper
 export ETATCIVIL_RETENTION=1d

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,7 @@ var Routes = []Route{
 	{"GET", "/api/v1/acts", everyRole, ScopeNone, (*Server).listActs},
 	{"GET", "/api/v1/acts/{id}", everyRole, ScopeAct, (*Server).getAct},
 	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
+	{"GET", "/api/v1/acts/{id}/verification", []auth.Role{auth.RoleAuditor, auth.RoleAdmin}, ScopeAct, (*Server).getVerification},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
 	{"GET", "/api/v1/transmissions", everyRole, ScopeNone, (*Server).listTransmissions},
@@ -78,9 +80,12 @@ var Routes = []Route{
 
 // Server holds the API's dependencies.
 type Server struct {
-	Store    *store.Store
-	Blob     *blob.Store
-	Jobs     *ingest.Client
+	Store *store.Store
+	Blob  *blob.Store
+	Jobs  *ingest.Client
+	// Roots are the trusted roots seals and timestamps are verified
+	// against (ETATCIVIL_TRUST_ROOTS); nil: the system's.
+	Roots    *x509.CertPool
 	Auth     *auth.Authenticator
 	Communes *cog.Snapshot
 	Logger   *slog.Logger

@@ -150,6 +150,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /api/v1/acts/{id}/pdf": {ok: 200, build: func(id string) apiReq {
 			return apiReq{path: "/api/v1/acts/" + id + "/pdf", header: http.Header{"Etatcivil-Purpose": {"controle"}}}
 		}},
+		"GET /api/v1/acts/{id}/verification": {ok: 200, build: func(id string) apiReq {
+			return apiReq{path: "/api/v1/acts/" + id + "/verification"}
+		}},
 		"POST /api/v1/acts/retry": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/acts/retry", body: []byte(`{"ids": []}`),
 				header: http.Header{"Content-Type": {"application/json"}}}

@@ -72,6 +72,7 @@ func commands() []command {
 		{"batch show", "affiche un lot et l'état de chaque entrée", cmdBatchShow},
 		{"batch receipt", "télécharge le récépissé de dépôt scellé d'un lot", cmdBatchReceipt},
 		{"act fetch", "télécharge et vérifie le PDF scellé d'un acte archivé", cmdActFetch},
+		{"act verify", "rapport d'intégrité d'un acte archivé (niveau du cachet, horodatage, verrou)", cmdActVerify},
 		{"acts list", "liste les actes", cmdActsList},
 		{"act show", "affiche un acte, ses versions et son historique", cmdActShow},
 		{"acts retry", "relance les actes bloqués (stalled)", cmdActsRetry},

@@ -153,3 +153,69 @@ de l'objet archivé, son état et sa date d'archivage (ou son motif de refus).`)
 	}
 	return os.Rename(tmp, *out)
 }
+
+func cmdActVerify(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "act verify", "ID [--version N] [--json]", `
+Rapport d'intégrité d'un acte archivé (rôles auditor et admin) : l'objet
+est présent, ses octets sont ceux du registre, le fichier reçu en est le
+préfixe exact, le cachet est valide (niveau PAdES B-B ou B-T, signataire,
+horodatage et chaîne de confiance vérifiés) et l'objet est verrouillé en
+mode COMPLIANCE. Sort avec le code 0 si tout est vérifié, 1 sinon.`)
+	version := fs.Int("version", 0, "numéro de version (0 : l'actuelle)")
+	asJSON := fs.Bool("json", false, "sortie JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("un identifiant d'acte est attendu")
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	path := "/api/v1/acts/" + url.PathEscape(pos[0]) + "/verification"
+	if *version > 0 {
+		path += "?version=" + strconv.Itoa(*version)
+	}
+	raw, err := c.Get(ctx, path, nil)
+	if err != nil {
+		return err
+	}
+	var rep struct {
+		ActID   string `json:"act_id"`
+		Version int    `json:"version"`
+		OK      bool   `json:"ok"`
+		Level   string `json:"level"`
+		Checks  []struct {
+			Name   string `json:"name"`
+			OK     bool   `json:"ok"`
+			Detail string `json:"detail"`
+		} `json:"checks"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		if _, err := env.Stdout.Write(raw); err != nil {
+			return err
+		}
+	} else {
+		verdict := "INTÈGRE"
+		if !rep.OK {
+			verdict = "ÉCHEC"
+		}
+		fmt.Fprintf(env.Stdout, "acte %s version %d : %s (niveau %s)\n", rep.ActID, rep.Version, verdict, rep.Level)
+		for _, ch := range rep.Checks {
+			mark := "ok   "
+			if !ch.OK {
+				mark = "ÉCHEC"
+			}
+			fmt.Fprintf(env.Stdout, "  %s %-22s %s\n", mark, ch.Name, ch.Detail)
+		}
+	}
+	if !rep.OK {
+		return exitError{code: 1, err: fmt.Errorf("l'acte %s ne passe pas la vérification d'intégrité", rep.ActID)}
+	}
+	return nil
+}

@@ -31,6 +31,7 @@ type Config struct {
 	TokenPepper string // secret: HMAC key for token hashes
 
 	RegistriesFile string // ETATCIVIL_REGISTRIES_FILE: the registries (YAML), reloaded on SIGHUP; empty: none
+	TrustRoots     string // ETATCIVIL_TRUST_ROOTS: PEM files (":"-separated) of the roots seals and timestamps are verified against
 	TSAURL         string // ETATCIVIL_TSA_URL: the RFC 3161 time-stamp authority (B-T seals); empty: none
 	TSAUsername    string // ETATCIVIL_TSA_USERNAME, with ETATCIVIL_TSA_PASSWORD: HTTP basic auth to the TSA, if it needs it
 	TSAPassword    string
@@ -175,6 +176,7 @@ func load(getenv func(string) string) (*Config, error) {
 		RegistriesFile:        str("ETATCIVIL_REGISTRIES_FILE", ""),
 		PublicURL:             str("ETATCIVIL_PUBLIC_URL", ""),
 		TSAURL:                str("ETATCIVIL_TSA_URL", ""),
+		TrustRoots:            str("ETATCIVIL_TRUST_ROOTS", ""),
 		TSAUsername:           str("ETATCIVIL_TSA_USERNAME", ""),
 		TSAPassword:           secret("ETATCIVIL_TSA_PASSWORD"),
 		SealCert:              str("ETATCIVIL_SEAL_CERT", ""),

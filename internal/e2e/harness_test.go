@@ -22,7 +22,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/testenv"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 )
 
 // server is a running "etatcivil serve" process and the environment that
@@ -75,6 +77,7 @@ func startServerArgs(t testing.TB, args []string, extra ...string) *server {
 		"ETATCIVIL_S3_ACCESS_KEY=" + bcfg.AccessKey, "ETATCIVIL_S3_SECRET_KEY=" + bcfg.SecretKey,
 		"ETATCIVIL_TOKEN_PEPPER=" + testenv.Pepper, "ETATCIVIL_RETENTION=1d",
 		"ETATCIVIL_SHUTDOWN_TIMEOUT=10s", "ETATCIVIL_TSA_URL=" + stamps.URL,
+		"ETATCIVIL_TRUST_ROOTS=" + filepath.Join(pki, seal.DevRootFile) + ":" + filepath.Join(pki, tsa.DevTSARootFile),
 	}, extra...)
 	s.url, s.ops = "http://"+api, "http://"+ops
 	s.run(t, "hub", "create", "smica", "--name", "SMICA", "--communes", "12202,12145,12300")

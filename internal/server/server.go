@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -185,7 +187,13 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		if err != nil {
 			return err
 		}
-		a := &api.Server{
+		var roots *x509.CertPool
+		if c.TrustRoots != "" {
+			if roots, err = api.LoadRoots(strings.Split(c.TrustRoots, ":")); err != nil {
+				return err
+			}
+		}
+		a := &api.Server{Roots: roots,
 			Store: st, Blob: bl, Jobs: jobs, Communes: communes, Logger: logger, Metrics: metrics,
 			Sealer: deps.Sealer, Keys: deps.Keys,
 			Auth: &auth.Authenticator{Store: st, Hasher: pepper},

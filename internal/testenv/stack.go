@@ -132,7 +132,11 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if opt.APIBlob != nil {
 		apiBlob = opt.APIBlob
 	}
-	a := &api.Server{Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
+	roots, err := api.LoadRoots([]string{filepath.Join(DevPKI(t), seal.DevRootFile), filepath.Join(DevPKI(t), tsa.DevTSARootFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &api.Server{Roots: roots, Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
 	// The pages beside the API, as serve mounts them.
 	pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: snap, Logger: logger, Mail: opt.Mail}
