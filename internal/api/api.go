@@ -92,8 +92,10 @@ type Server struct {
 	Limits   Limits
 	Now      func() time.Time
 	Metrics  *Metrics
-	Sealer   seal.Sealer     // seals deposit receipts
-	Keys     *ingest.KeyRing // hubs' seals
+	Sealer   seal.Sealer // seals deposit receipts
+	// Timestamp obtains signature timestamps for B-T receipts (nil: none).
+	Timestamp seal.Timestamper
+	Keys      *ingest.KeyRing // hubs' seals
 
 	failures failureLimiter
 }

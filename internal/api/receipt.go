@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/receipt"
 	"github.com/etatcivil/etatcivil/internal/seal"
+	"github.com/etatcivil/etatcivil/internal/tsa"
 )
 
 // getReceipt returns the deposit receipt of a finished batch: a PDF
@@ -44,8 +46,26 @@ func (s *Server) getReceipt(w http.ResponseWriter, r *http.Request, p auth.Princ
 		return err
 	}
 	doc := rc.PDF()
-	sealed, n, err := s.Sealer.Seal(ctx, bytes.NewReader(doc), int64(len(doc)), key, seal.Options{
-		Reason: "Récépissé de dépôt du lot " + b.ID, Location: "France", Time: rc.Issued})
+	// The receipt is sealed as the hub's acts are, at its level: B-T
+	// receipts carry a signature timestamp, or are not issued.
+	opts := seal.Options{Reason: "Récépissé de dépôt du lot " + b.ID, Location: "France", Time: rc.Issued}
+	level, err := s.Store.HubSealLevel(ctx, b.Hub)
+	if err != nil {
+		return err
+	}
+	if level == "B-T" {
+		if s.Timestamp == nil {
+			return &Problem{Status: 503, Type: "tsa_unavailable", Title: "Horodatage indisponible",
+				Detail: "Aucune autorité d'horodatage n'est configurée : le récépissé, scellé au niveau B-T, ne peut pas être émis."}
+		}
+		opts.Timestamp = s.Timestamp
+	}
+	sealed, n, err := s.Sealer.Seal(ctx, bytes.NewReader(doc), int64(len(doc)), key, opts)
+	if errors.Is(err, tsa.ErrUnavailable) || errors.Is(err, tsa.ErrBadResponse) {
+		w.Header().Set("Retry-After", "60")
+		return &Problem{Status: 503, Type: "tsa_unavailable", Title: "Horodatage indisponible",
+			Detail: "L'autorité d'horodatage ne répond pas : réessayez dans quelques minutes."}
+	}
 	if err != nil {
 		return err
 	}

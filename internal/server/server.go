@@ -193,7 +193,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 				return err
 			}
 		}
-		a := &api.Server{Roots: roots,
+		a := &api.Server{Roots: roots, Timestamp: deps.Timestamp,
 			Store: st, Blob: bl, Jobs: jobs, Communes: communes, Logger: logger, Metrics: metrics,
 			Sealer: deps.Sealer, Keys: deps.Keys,
 			Auth: &auth.Authenticator{Store: st, Hasher: pepper},

@@ -136,7 +136,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &api.Server{Roots: roots, Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
+	a := &api.Server{Roots: roots, Timestamp: deps.Timestamp, Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
 	// The pages beside the API, as serve mounts them.
 	pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: snap, Logger: logger, Mail: opt.Mail}
