@@ -53,7 +53,7 @@ tools() {
 # tests drive it with chromedp) and axe-core, pinned, from npm.
 AXE_VERSION=4.11.4
 test_tools() {
-	apt_install chromium
+	apt_install chromium softhsm2
 	command -v npm >/dev/null || apt_install npm
 	local axe="$LOCAL/npm/axe-core-$AXE_VERSION/node_modules/axe-core/axe.min.js"
 	if [ ! -f "$axe" ]; then

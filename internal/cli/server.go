@@ -493,7 +493,7 @@ fichier du serveur : la base n'en garde que le chemin. Sans cachet propre,
 un opérateur est scellé avec le cachet par défaut (ETATCIVIL_SEAL_CERT,
 ETATCIVIL_SEAL_KEY). Le certificat utilisé est enregistré sur chaque version.`)
 	cert := fs.String("cert", "", "certificat du cachet (PEM) ; facultatif avec un .p12")
-	key := fs.String("key", "", "clé privée (PEM) ou fichier PKCS#12")
+	key := fs.String("key", "", "clé privée (PEM), fichier PKCS#12, ou clé d'un HSM : pkcs11:token=…;object=…?module-path=…&pin-source=file:/chemin")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -506,8 +506,14 @@ ETATCIVIL_SEAL_KEY). Le certificat utilisé est enregistré sur chaque version.`
 		return err
 	}
 	defer st.Close()
-	keyPath, err := filepath.Abs(*key)
-	if err != nil {
+	keyPath := *key
+	if strings.HasPrefix(keyPath, "pkcs11:") {
+		// The database keeps the key's reference: a PIN goes in a file
+		// (pin-source), never in the URI.
+		if strings.Contains(keyPath, "pin-value=") {
+			return usagef("--key pkcs11:… : donnez le code PIN par pin-source=file:/chemin, jamais par pin-value (la référence est enregistrée)")
+		}
+	} else if keyPath, err = filepath.Abs(*key); err != nil {
 		return err
 	}
 	// Load it now: a seal that cannot sign is refused here, not at 3 a.m.

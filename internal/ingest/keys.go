@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/etatcivil/etatcivil/internal/hsm"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -35,7 +36,10 @@ type KeyRing struct {
 // certFile is empty).
 func LoadKey(certFile, keyRef, p12Password string) (*seal.Key, error) {
 	if strings.HasPrefix(keyRef, "pkcs11:") {
-		return nil, fmt.Errorf("clé %q : PKCS#11 n'est pas encore pris en charge", keyRef)
+		// A key in an HSM or smart card (RFC 7512 URI): the token signs,
+		// the key never leaves it; the certificate comes from the token or
+		// from the URI's cert-path.
+		return hsm.Load(keyRef)
 	}
 	keyData, err := os.ReadFile(keyRef)
 	if err != nil {
@@ -71,7 +75,7 @@ func (k *KeyRing) For(ctx context.Context, hubID string) (*seal.Key, error) {
 		return key, nil
 	}
 	var key *seal.Key
-	if strings.HasSuffix(hs.KeyRef, ".p12") || strings.HasSuffix(hs.KeyRef, ".pfx") {
+	if strings.HasPrefix(hs.KeyRef, "pkcs11:") || strings.HasSuffix(hs.KeyRef, ".p12") || strings.HasSuffix(hs.KeyRef, ".pfx") {
 		key, err = LoadKey("", hs.KeyRef, k.P12Password)
 	} else {
 		var keyData []byte
