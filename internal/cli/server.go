@@ -532,3 +532,28 @@ ETATCIVIL_SEAL_KEY). Le certificat utilisé est enregistré sur chaque version.`
 	fmt.Fprintf(env.Stderr, "cachet de %s : %s (valide jusqu'au %s)\n", pos[0], k.Certificate().Subject, k.Certificate().NotAfter.Format("2006-01-02"))
 	return nil
 }
+
+func cmdHubSetLevel(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "hub set-level", "ID B-B|B-T", `
+Fixe le niveau PAdES des prochains cachets d'un opérateur. B-T (par
+défaut) ajoute un horodatage RFC 3161 de l'autorité ETATCIVIL_TSA_URL :
+tant qu'elle ne répond pas, les actes attendent (tsa_unavailable) et ne
+sont jamais archivés à un niveau inférieur. B-B scelle sans horodatage.`)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 || (pos[1] != "B-B" && pos[1] != "B-T") {
+		return usagef("un identifiant d'opérateur et un niveau (B-B ou B-T) sont attendus")
+	}
+	_, st, err := openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.SetHubSealLevel(ctx, cliActor(env), pos[0], pos[1]); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "niveau des cachets de %s : %s\n", pos[0], pos[1])
+	return nil
+}
