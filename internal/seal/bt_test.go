@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/model"
+
 	"github.com/etatcivil/etatcivil/internal/tsa"
 )
 
@@ -31,7 +33,9 @@ func TestSealBT(t *testing.T) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	client := &tsa.Client{URL: hs.URL, Timeout: 10 * time.Second}
-	stamp := func(ctx context.Context, imprint []byte) ([]byte, error) { return client.Timestamp(ctx, imprint, crypto.SHA256) }
+	stamp := func(ctx context.Context, imprint []byte) ([]byte, error) {
+		return client.Timestamp(ctx, imprint, crypto.SHA256)
+	}
 	tsaRoots, err := tsa.DevRoots(dir)
 	must(t, err)
 	verifyTS := func(token, imprint []byte) (time.Time, error) {
@@ -52,8 +56,21 @@ func TestSealBT(t *testing.T) {
 		if int64(len(out)) != n || !bytes.HasPrefix(out, in) {
 			t.Fatalf("%s : sortie de %d octets (annoncé %d), préfixe conservé : %v", key.Label, len(out), n, bytes.HasPrefix(out, in))
 		}
-		pdfsigValid(t, out, 1)
+		if o := pdfsigValid(t, out, 1); !strings.Contains(o, "Signature Type: ETSI.CAdES.detached") {
+			t.Fatalf("pdfsig :\n%s", o)
+		}
 		qpdfCheck(t, out)
+		opensslCMSVerify(t, out, p.root)
+		for _, r := range pdfcpuSignatures(t, out, p.root) {
+			if r.Status != model.SignatureStatusValid || len(r.Problems) > 0 {
+				t.Errorf("pdfcpu : %s, %s, problèmes %v", r.Status, r.Reason, r.Problems)
+			}
+			// pdfcpu concludes at most B-B (its doc: a timestamp does not
+			// promote it) but sees the token.
+			if len(r.Details.Signers) != 1 || r.Details.Signers[0].PAdES != "B-B" || !r.Details.Signers[0].HasTimestamp {
+				t.Errorf("pdfcpu : signataires %+v", r.Details.Signers)
+			}
+		}
 
 		info, err := VerifyTimestamped(out, p.roots, verifyTS)
 		if err != nil || info.Level != "B-T" || info.TimestampTime.Before(before) || info.TimestampTime.After(time.Now().Add(time.Second)) {

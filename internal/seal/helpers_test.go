@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -226,4 +228,37 @@ func pdfcpuSignatures(t *testing.T, b []byte, root *x509.Certificate) []*model.S
 		t.Fatalf("pdfcpu ValidateSignatures: %v", err)
 	}
 	return res
+}
+
+// opensslCMSVerify extracts the CMS of the last signature of b and the
+// bytes its ByteRange covers, and has OpenSSL verify the detached
+// signature over them against root: an independent check of our CMS.
+func opensslCMSVerify(t *testing.T, b []byte, root *x509.Certificate) {
+	t.Helper()
+	m := regexp.MustCompile(`/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]`).FindAllSubmatch(b, -1)
+	if len(m) == 0 {
+		t.Fatal("pas de /ByteRange")
+	}
+	var br [4]int
+	for i := range br {
+		v, err := strconv.Atoi(string(m[len(m)-1][i+1]))
+		must(t, err)
+		br[i] = v
+	}
+	content := append(append([]byte{}, b[br[0]:br[0]+br[1]]...), b[br[2]:br[2]+br[3]]...)
+	hexCMS := strings.TrimRight(string(b[br[0]+br[1]+1:br[2]-1]), "0")
+	if len(hexCMS)%2 == 1 {
+		hexCMS += "0"
+	}
+	der, err := hex.DecodeString(hexCMS)
+	must(t, err)
+	dir := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(dir, "content.bin"), content, 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "cms.der"), der, 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "root.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644))
+	out, err := exec.Command("openssl", "cms", "-verify", "-binary", "-purpose", "any", "-inform", "DER", "-in", filepath.Join(dir, "cms.der"),
+		"-content", filepath.Join(dir, "content.bin"), "-CAfile", filepath.Join(dir, "root.pem"), "-out", os.DevNull).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Verification successful") {
+		t.Fatalf("openssl cms -verify : %v\n%s", err, out)
+	}
 }

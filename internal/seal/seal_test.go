@@ -59,6 +59,7 @@ func checkSealed(t *testing.T, in, out []byte, key *Key, nSigs int) {
 	}
 
 	qpdfCheck(t, out)
+	opensslCMSVerify(t, out, p.root)
 
 	res := pdfcpuSignatures(t, out, p.root)
 	if len(res) != nSigs {
