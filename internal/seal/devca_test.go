@@ -59,10 +59,13 @@ func TestDevCA(t *testing.T) {
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || pub.Curve != elliptic.P256() {
 		t.Errorf("seal key is %T, want ECDSA P-256", leaf.PublicKey)
 	}
-	if len(key.Chain) != 2 {
-		t.Fatalf("dev-seal.pem holds %d certificates, want leaf and root", len(key.Chain))
+	if len(key.Chain) != 3 {
+		t.Fatalf("dev-seal.pem holds %d certificates, want leaf, intermediate and root", len(key.Chain))
 	}
-	root := key.Chain[1]
+	if inter := key.Chain[1]; !inter.IsCA || leaf.CheckSignatureFrom(inter) != nil || !strings.Contains(inter.Subject.CommonName, "intermédiaire") {
+		t.Errorf("intermediate = %q (CA %v)", inter.Subject.CommonName, inter.IsCA)
+	}
+	root := key.Chain[2]
 	if !strings.Contains(root.Subject.CommonName, "DÉVELOPPEMENT") || !strings.Contains(root.Subject.CommonName, "NE PAS UTILISER EN PRODUCTION") || !root.IsCA {
 		t.Errorf("root = %q (CA %v)", root.Subject.CommonName, root.IsCA)
 	}
