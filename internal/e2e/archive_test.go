@@ -88,6 +88,16 @@ func TestArchivedAct(t *testing.T) {
 	if o := pdfsig(t, got); !strings.Contains(o, "Signature is Valid") {
 		t.Fatalf("pdfsig:\n%s", o)
 	}
+	// The integrity report, by the real binary: B-T (hubs' default, with
+	// the TSA the harness serves), every check ok, exit 0.
+	verify := s.client(context.Background(), s.admin, "act", "verify", *e.ID)
+	if o, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(o), "INTÈGRE (niveau B-T)") || strings.Contains(string(o), "ÉCHEC") {
+		t.Fatalf("act verify : %v\n%s", err, o)
+	}
+	// A hub is not an auditor.
+	if o, err := s.client(context.Background(), tok, "act", "verify", *e.ID).CombinedOutput(); err == nil {
+		t.Fatalf("act verify par un opérateur accepté :\n%s", o)
+	}
 
 	// The object version: COMPLIANCE, the ledger's SHA-256, undeletable.
 	ctx := context.Background()

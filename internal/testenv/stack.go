@@ -201,6 +201,8 @@ func DevSeal(t testing.TB) *seal.Key {
 	return k
 }
 
+var tsaMu sync.Mutex
+
 // LocalTSA is a development RFC 3161 time-stamp authority served over
 // loopback for a test (certificates from DevPKI).
 type LocalTSA struct {
@@ -211,7 +213,11 @@ type LocalTSA struct {
 // TSA starts a local time-stamp authority for t; Down makes it answer 503.
 func TSA(t testing.TB) *LocalTSA {
 	t.Helper()
+	// One test makes the TSA's files, the others read them: DevTSA is not
+	// meant to race with itself over one directory.
+	tsaMu.Lock()
 	srv, err := tsa.DevTSA(DevPKI(t))
+	tsaMu.Unlock()
 	if err != nil {
 		t.Fatalf("autorité d'horodatage de développement : %v", err)
 	}
