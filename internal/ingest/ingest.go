@@ -99,6 +99,7 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	river.AddWorker(workers, &SendWorker{deps: deps})
 	river.AddWorker(workers, &LotBuildWorker{deps: deps})
 	river.AddWorker(workers, &SendLotWorker{deps: deps})
+	river.AddWorker(workers, &AuditChainWorker{deps: deps})
 	for _, ext := range deps.Extensions {
 		ext.AddWorkers(workers)
 	}
@@ -120,6 +121,10 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 				&river.PeriodicJobOpts{RunOnStart: true}),
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute),
 				func() (river.JobArgs, *river.InsertOpts) { return LotBuildArgs{}, nil },
+				&river.PeriodicJobOpts{RunOnStart: true}),
+			// The audit chain follows the log closely (checkpoints anchor it).
+			river.NewPeriodicJob(river.PeriodicInterval(30*time.Second),
+				func() (river.JobArgs, *river.InsertOpts) { return AuditChainArgs{}, nil },
 				&river.PeriodicJobOpts{RunOnStart: true}),
 		},
 	}
