@@ -67,6 +67,7 @@ var Routes = []Route{
 	{"GET", "/api/v1/acts/{id}", everyRole, ScopeAct, (*Server).getAct},
 	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
 	{"GET", "/api/v1/acts/{id}/verification", []auth.Role{auth.RoleAuditor, auth.RoleAdmin}, ScopeAct, (*Server).getVerification},
+	{"GET", "/api/v1/audit/verify", []auth.Role{auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).auditVerify},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
 	{"GET", "/api/v1/transmissions", everyRole, ScopeNone, (*Server).listTransmissions},

@@ -153,6 +153,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /api/v1/acts/{id}/verification": {ok: 200, build: func(id string) apiReq {
 			return apiReq{path: "/api/v1/acts/" + id + "/verification"}
 		}},
+		"GET /api/v1/audit/verify": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/audit/verify"}
+		}},
 		"POST /api/v1/acts/retry": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/acts/retry", body: []byte(`{"ids": []}`),
 				header: http.Header{"Content-Type": {"application/json"}}}

@@ -532,6 +532,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		{what: "PDF d'une version absente", token: hub1, want: 404, typ: "not_found", req: get("/api/v1/acts/"+actGood+"/pdf?version=7", purpose...)},
 		{what: "PDF d'un acte refusé", token: hub1, want: 404, typ: "not_found", req: get("/api/v1/acts/"+actBad+"/pdf", purpose...)},
 		{what: "PDF, version illisible", token: hub1, want: 400, typ: "invalid_parameter", offSpec: true, req: get("/api/v1/acts/"+actGood+"/pdf?version=v1", purpose...)},
+		{what: "vérification de la chaîne d'audit", token: auditor, want: 200, req: get("/api/v1/audit/verify")},
 		{what: "rapport d'intégrité", token: auditor, want: 200, req: get("/api/v1/acts/" + actGood + "/verification")},
 		{what: "rapport d'intégrité d'un acte refusé", token: admin, want: 404, typ: "not_found", req: get("/api/v1/acts/" + actBad + "/verification")},
 		{what: "relance d'actes", token: hub1, want: 200, req: apiReq{method: "POST", path: "/api/v1/acts/retry", body: []byte(`{"ids": []}`), header: oaJSONHeader()}},

@@ -74,6 +74,7 @@ func commands() []command {
 		{"batch receipt", "télécharge le récépissé de dépôt scellé d'un lot", cmdBatchReceipt},
 		{"act fetch", "télécharge et vérifie le PDF scellé d'un acte archivé", cmdActFetch},
 		{"act verify", "rapport d'intégrité d'un acte archivé (niveau du cachet, horodatage, verrou)", cmdActVerify},
+		{"audit verify", "recalcule la chaîne du journal d'audit", cmdAuditVerify},
 		{"acts list", "liste les actes", cmdActsList},
 		{"act show", "affiche un acte, ses versions et son historique", cmdActShow},
 		{"acts retry", "relance les actes bloqués (stalled)", cmdActsRetry},

@@ -219,3 +219,52 @@ mode COMPLIANCE. Sort avec le code 0 si tout est vérifié, 1 sinon.`)
 	}
 	return nil
 }
+
+func cmdAuditVerify(ctx context.Context, env *Env, args []string) error {
+	fs := flags(env, "audit verify", "[--json]", `
+Recalcule la chaîne du journal d'audit (rôles auditor et admin) : chaque
+événement chaîné à sa place et inchangé. Un événement modifié, supprimé ou
+inséré est nommé par son numéro. Indique combien d'événements ne sont pas
+encore chaînés. Sort avec le code 0 si la chaîne est intacte, 1 sinon.`)
+	asJSON := fs.Bool("json", false, "sortie JSON : {ok, chained, unanchored, failures: [{seq, problem}]}")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c, err := newClient(env)
+	if err != nil {
+		return err
+	}
+	raw, err := c.Get(ctx, "/api/v1/audit/verify", nil)
+	if err != nil {
+		return err
+	}
+	var rep struct {
+		OK         bool  `json:"ok"`
+		Chained    int64 `json:"chained"`
+		Unanchored int64 `json:"unanchored"`
+		Failures   []struct {
+			Seq     int64  `json:"seq"`
+			Problem string `json:"problem"`
+		} `json:"failures"`
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		if _, err := env.Stdout.Write(raw); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(env.Stdout, "%d événement(s) chaîné(s), %d pas encore chaîné(s)\n", rep.Chained, rep.Unanchored)
+		for _, f := range rep.Failures {
+			fmt.Fprintf(env.Stdout, "  ÉCHEC n° %d : %s\n", f.Seq, f.Problem)
+		}
+		if rep.OK {
+			fmt.Fprintln(env.Stdout, "chaîne intacte")
+		}
+	}
+	if !rep.OK {
+		return exitError{code: 1, err: fmt.Errorf("la chaîne d'audit est rompue (%d échec(s))", len(rep.Failures))}
+	}
+	return nil
+}
