@@ -20,7 +20,9 @@ type AuditChainWorker struct {
 }
 
 // Timeout bounds one chaining round.
-func (w *AuditChainWorker) Timeout(*river.Job[AuditChainArgs]) time.Duration { return w.deps.stepTimeout() }
+func (w *AuditChainWorker) Timeout(*river.Job[AuditChainArgs]) time.Duration {
+	return w.deps.stepTimeout()
+}
 
 // Work implements river.Worker.
 func (w *AuditChainWorker) Work(ctx context.Context, _ *river.Job[AuditChainArgs]) error {

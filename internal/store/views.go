@@ -137,7 +137,7 @@ type ActFilter struct {
 	RegistryState string
 	Q             string // act number, or a surname (case and accents ignored)
 	Limit         int
-	Cursor  string
+	Cursor        string
 }
 
 // ActSummary is one act in a list: the act and its latest version's state.

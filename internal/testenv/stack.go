@@ -54,12 +54,12 @@ type Stack struct {
 type StackOptions struct {
 	NoWorkers bool
 	// Tune may change the workers' dependencies before they start.
-	Tune   func(*ingest.Deps)
+	Tune func(*ingest.Deps)
 	// Mail receives the e-mails the pages send (sign-in links).
 	Mail web.Mailer
 	// NoTSA leaves the stack without a time-stamp authority (B-T hubs'
 	// acts then wait); by default a local one (TSA) serves it.
-	NoTSA bool
+	NoTSA  bool
 	Limits api.Limits
 	// APIBlob, if set, is the API's S3 store (the workers keep theirs).
 	APIBlob *blob.Store
@@ -229,5 +229,7 @@ func TSA(t testing.TB) *LocalTSA {
 // Timestamper is a B-T timestamper using this TSA.
 func (l *LocalTSA) Timestamper() seal.Timestamper {
 	c := &tsa.Client{URL: l.URL, Timeout: 10 * time.Second}
-	return func(ctx context.Context, imprint []byte) ([]byte, error) { return c.Timestamp(ctx, imprint, crypto.SHA256) }
+	return func(ctx context.Context, imprint []byte) ([]byte, error) {
+		return c.Timestamp(ctx, imprint, crypto.SHA256)
+	}
 }
