@@ -80,8 +80,11 @@ func (s *Server) Verify(ctx context.Context, p auth.Principal, actID string, ver
 	}
 	r.add("object_present", true, fmt.Sprintf("%s, version %s, %d octets", v.Key, v.VersionID, n))
 	sum := hex.EncodeToString(h.Sum(nil))
-	r.add("sha256_matches_ledger", n == v.Size && sum == v.SHA256,
-		fmt.Sprintf("lu %d octets de SHA-256 %s ; registre : %d octets de SHA-256 %s", n, sum, v.Size, v.SHA256))
+	detail := fmt.Sprintf("lu %d octets de SHA-256 %s ; registre : %d octets de SHA-256 %s", n, sum, v.Size, v.SHA256)
+	r.add("sha256_matches_ledger", n == v.Size && sum == v.SHA256, detail)
+	if n != v.Size || sum != v.SHA256 {
+		s.integrityAlert(ctx, p, v, fmt.Errorf("%w: %s", blob.ErrIntegrity, detail))
+	}
 
 	prefix := sha256.New()
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
@@ -112,6 +115,9 @@ func (s *Server) Verify(ctx context.Context, p auth.Principal, actID string, ver
 	}
 
 	ret, err := s.Blob.Retention(ctx, v.Key, v.VersionID)
+	if err != nil && errors.Is(blob.Classify(err), blob.ErrUnavailable) {
+		return r, blob.Classify(err) // not a verdict: the store did not answer
+	}
 	switch {
 	case err != nil:
 		r.add("retention_locked", false, err.Error())

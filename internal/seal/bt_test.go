@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"errors"
 	"io"
+	"math/big"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -102,5 +108,66 @@ func TestSealBT(t *testing.T) {
 	_, _, err = New().Seal(context.Background(), bytes.NewReader(scan(62)), int64(len(scan(62))), p.ecdsa, Options{Timestamp: stamp})
 	if !errors.Is(err, tsa.ErrUnavailable) {
 		t.Fatalf("TSA arrêtée : %v", err)
+	}
+}
+
+// TestBTOutlivesTheCertificate: once the seal certificate has expired, a
+// B-B seal no longer verifies, but a B-T seal still does, judged at the
+// time its timestamp proves; a seal timestamped after its certificate
+// expired does not.
+func TestBTOutlivesTheCertificate(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := tsa.DevTSA(dir)
+	must(t, err)
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	client := &tsa.Client{URL: hs.URL, Timeout: 10 * time.Second}
+	stamp := func(ctx context.Context, imprint []byte) ([]byte, error) {
+		return client.Timestamp(ctx, imprint, crypto.SHA256)
+	}
+	tsaRoots, err := tsa.DevRoots(dir)
+	must(t, err)
+	verifyTS := func(token, imprint []byte) (time.Time, error) {
+		info, err := tsa.Verify(token, imprint, crypto.SHA256, tsaRoots)
+		return info.Time, err
+	}
+	p := getPKI(t)
+	signer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(9001), Subject: pkix.Name{CommonName: "cachet éphémère"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(3 * time.Second),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.root, signer.Public(), p.rootKey)
+	must(t, err)
+	leaf, err := x509.ParseCertificate(der)
+	must(t, err)
+	key, err := newKey(signer, []*x509.Certificate{leaf, p.root})
+	must(t, err)
+	seal := func(ts Timestamper) []byte {
+		in := scan(63)
+		rc, _, err := New().Seal(context.Background(), bytes.NewReader(in), int64(len(in)), key, Options{Timestamp: ts})
+		must(t, err)
+		out, err := io.ReadAll(rc)
+		must(t, err)
+		must(t, rc.Close())
+		return out
+	}
+	bt, bb := seal(stamp), seal(nil)
+	if _, err := VerifyTimestamped(bt, p.roots, verifyTS); err != nil {
+		t.Fatalf("B-T, certificat valide : %v", err)
+	}
+	time.Sleep(time.Until(leaf.NotAfter.Add(time.Second)))
+	if _, err := Verify(bb, p.roots); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("B-B après expiration : %v", err)
+	}
+	info, err := VerifyTimestamped(bt, p.roots, verifyTS)
+	if err != nil || info.Level != "B-T" || !info.TimestampTime.Before(leaf.NotAfter) {
+		t.Fatalf("B-T après expiration : %+v %v", info.Level, err)
+	}
+	// Sealed now, with an expired certificate: the timestamp proves it.
+	if _, err := VerifyTimestamped(seal(stamp), p.roots, verifyTS); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("cachet posé après expiration accepté : %v", err)
 	}
 }

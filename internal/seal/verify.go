@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -48,6 +49,20 @@ type TimestampVerifier func(token, imprint []byte) (time.Time, error)
 // not verify is an error wrapping ErrInvalidSignature.
 func VerifyTimestamped(sealed []byte, roots *x509.CertPool, verifyTS TimestampVerifier) (Info, error) {
 	info, err := Verify(sealed, roots)
+	if errors.Is(err, ErrUntrusted) && info.TimestampToken != nil && verifyTS != nil {
+		// The signer's certificate may have expired since: a B-T seal is
+		// judged at the time its timestamp proves, if the token verifies.
+		imprint := sha256.Sum256(info.Signature)
+		at, terr := verifyTS(info.TimestampToken, imprint[:])
+		if terr != nil {
+			return info, fmt.Errorf("%w: signature timestamp: %w", ErrInvalidSignature, terr)
+		}
+		if info, err = verifyAt(sealed, roots, at); err != nil {
+			return info, err
+		}
+		info.Level, info.TimestampTime = "B-T", at
+		return info, nil
+	}
 	if err != nil || info.TimestampToken == nil {
 		return info, err
 	}
@@ -87,6 +102,12 @@ var (
 // /ByteRange in the file), which suits the files Seal writes and most
 // signing tools, but not a signature dictionary inside an object stream.
 func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
+	return verifyAt(sealed, roots, time.Time{})
+}
+
+// verifyAt is Verify with the signer's chain checked at time at (now
+// when zero).
+func verifyAt(sealed []byte, roots *x509.CertPool, at time.Time) (Info, error) {
 	locs := byteRangeRe.FindAllSubmatchIndex(sealed, -1)
 	if len(locs) == 0 {
 		return Info{}, ErrNoSignature
@@ -169,6 +190,7 @@ func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
 	}
 	if _, err := si.signer.Verify(x509.VerifyOptions{
 		Roots:         roots,
+		CurrentTime:   at,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {

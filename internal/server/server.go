@@ -200,6 +200,9 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			Limits: api.Limits{MaxFileSize: c.MaxFileSize, MaxManifestSize: c.MaxManifestSize,
 				AuthFailuresPerMinute: c.AuthFailuresPerMinute},
 		}
+		if opt.Mail != nil && c.PublicURL == "" {
+			logger.Warn("connexion par courriel désactivée : ETATCIVIL_PUBLIC_URL manque (les liens ne sont jamais construits depuis l'en-tête Host)")
+		}
 		pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: communes, Logger: logger, Mail: opt.Mail, BaseURL: c.PublicURL}
 		root := http.NewServeMux()
 		root.Handle("/api/", a.Handler())

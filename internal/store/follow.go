@@ -244,3 +244,12 @@ func (s *Store) ListBatches(ctx context.Context, hubID string, limit int) ([]Bat
 	}
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[BatchItem])
 }
+
+// CommuneInScope reports whether the acts of commune (as written on its
+// registers) are in scope.
+func (s *Store) CommuneInScope(ctx context.Context, sc Scope, commune string) (bool, error) {
+	var ok bool
+	err := s.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM commune_chains WHERE commune = $2 AND ($1::text[] IS NULL OR chain && $1))`,
+		sc.communeFilter(), commune).Scan(&ok)
+	return ok, err
+}

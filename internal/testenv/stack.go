@@ -143,7 +143,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	root := http.NewServeMux()
 	root.Handle("/api/", a.Handler())
 	root.Handle("/", pages.Handler())
-	srv := httptest.NewServer(root)
+	srv := httptest.NewUnstartedServer(root)
+	pages.BaseURL = "http://" + srv.Listener.Addr().String() // links in e-mails point here
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return &Stack{Store: st, Blob: bl, BlobCfg: bcfg, Jobs: jobs, Deps: deps, API: a, URL: srv.URL, Hasher: h}
 }

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -145,22 +146,37 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/connexion", http.StatusSeeOther)
 }
 
-// next is where to go after sign-in: a local path only.
+// next is where to go after sign-in: a path of this site only. The
+// value is parsed, refused if it has a scheme, a host, a backslash or a
+// control character, and rebuilt from its cleaned path and query, so that
+// no form of it (/\\evil, /%09/evil, /./\\evil) can leave the site.
 func next(v string) string {
-	if strings.HasPrefix(v, "/") && !strings.HasPrefix(v, "//") && !strings.HasPrefix(v, "/\\") {
-		return v
+	const home = "/tableau-de-bord"
+	if strings.ContainsAny(v, "\\") || strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return home
 	}
-	return "/tableau-de-bord"
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		return home
+	}
+	p := path.Clean(u.Path)
+	if strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\") {
+		return home
+	}
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
 }
 
 func (s *Server) signInForm(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, nil, http.StatusOK, "signin", map[string]any{"Title": "Connexion", "CSRF": preLogin(w, r),
-		"Next": next(r.URL.Query().Get("suite")), "Mail": s.Mail != nil, "Sent": r.URL.Query().Get("envoye") == "1"})
+		"Next": next(r.URL.Query().Get("suite")), "Mail": s.mailLinks(), "Sent": r.URL.Query().Get("envoye") == "1"})
 }
 
 func (s *Server) signInError(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	s.render(w, r, nil, status, "signin", map[string]any{"Title": "Connexion", "CSRF": preLogin(w, r),
-		"Next": next(r.PostFormValue("suite")), "Mail": s.Mail != nil, "Error": msg})
+		"Next": next(r.PostFormValue("suite")), "Mail": s.mailLinks(), "Error": msg})
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
@@ -206,7 +222,7 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request) {
 		s.signInError(w, r, http.StatusForbidden, "Le formulaire a expiré. Recommencez.")
 		return
 	}
-	if s.Mail == nil {
+	if !s.mailLinks() {
 		s.signInError(w, r, http.StatusNotFound, "La connexion par courriel n'est pas configurée ici.")
 		return
 	}
@@ -220,14 +236,9 @@ func (s *Server) sendLink(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, nil, err)
 		return
 	}
-	base := s.BaseURL
-	if base == "" {
-		scheme := "http"
-		if r.TLS != nil {
-			scheme = "https"
-		}
-		base = scheme + "://" + r.Host
-	}
+	// Never from the request (Host is the sender's to choose): a link to
+	// another site would hand it the code.
+	base := strings.TrimRight(s.BaseURL, "/")
 	for _, code := range codes {
 		body := "Bonjour,\n\nPour vous connecter au suivi des actes d'état civil, ouvrez ce lien dans les 15 minutes :\n\n" +
 			base + "/connexion/lien?code=" + url.QueryEscape(code) +
@@ -291,7 +302,7 @@ func (s *Server) changePurpose(w http.ResponseWriter, r *http.Request, se *sessi
 }
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, se *session) error {
-	commune, err := chosenCommune(r, se.Principal)
+	commune, err := s.chosenCommune(r, se.Principal)
 	if err != nil {
 		return err
 	}
@@ -327,7 +338,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request, se *session) 
 }
 
 func (s *Server) registers(w http.ResponseWriter, r *http.Request, se *session) error {
-	commune, err := chosenCommune(r, se.Principal)
+	commune, err := s.chosenCommune(r, se.Principal)
 	if err != nil {
 		return err
 	}
@@ -346,7 +357,7 @@ func (s *Server) registers(w http.ResponseWriter, r *http.Request, se *session) 
 }
 
 func (s *Server) acts(w http.ResponseWriter, r *http.Request, se *session) error {
-	commune, err := chosenCommune(r, se.Principal)
+	commune, err := s.chosenCommune(r, se.Principal)
 	if err != nil {
 		return err
 	}
@@ -393,6 +404,9 @@ type timelineItem struct {
 }
 
 func (s *Server) act(w http.ResponseWriter, r *http.Request, se *session) error {
+	if crossSite(r) {
+		return errForbidden
+	}
 	id := r.PathValue("id")
 	if _, err := s.Store.Act(r.Context(), se.Principal.Scope, id, false); err != nil {
 		return err
@@ -436,6 +450,9 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request, se *session) error 
 }
 
 func (s *Server) pdf(w http.ResponseWriter, r *http.Request, se *session) error {
+	if crossSite(r) {
+		return errForbidden
+	}
 	r.Header.Set("Etatcivil-Purpose", se.Purpose)
 	r.Header.Del("Etatcivil-Reason")
 	return s.API.ServePDF(w, r, se.Principal)
@@ -473,4 +490,18 @@ func (s *Server) receipt(w http.ResponseWriter, r *http.Request, se *session) er
 		return errForbidden
 	}
 	return s.API.ServeReceipt(w, r, p)
+}
+
+// mailLinks reports whether sign-in by e-mailed link is on: it needs a
+// mailer and the site's public address (links are never built from the
+// request's Host).
+func (s *Server) mailLinks() bool { return s.Mail != nil && s.BaseURL != "" }
+
+// crossSite reports a request another site made the browser send (a link
+// or a form elsewhere): reads of personal data are audited in the
+// session's name, so they must come from these pages or be typed by the
+// person (Sec-Fetch-Site none).
+func crossSite(r *http.Request) bool {
+	v := r.Header.Get("Sec-Fetch-Site")
+	return v != "" && v != "same-origin" && v != "none"
 }

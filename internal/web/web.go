@@ -27,6 +27,7 @@ import (
 
 	"github.com/etatcivil/etatcivil/internal/api"
 	"github.com/etatcivil/etatcivil/internal/auth"
+	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -49,8 +50,8 @@ type Server struct {
 	Logger   *slog.Logger
 	// Mail sends sign-in links; nil disables sign-in by e-mail.
 	Mail Mailer
-	// BaseURL is the public address links in e-mails point to; the
-	// request's host when empty.
+	// BaseURL is the public address links in e-mails point to
+	// (ETATCIVIL_PUBLIC_URL); without it, no sign-in by e-mail.
 	BaseURL string
 	// SessionTTL is how long a session lasts (8 h when zero).
 	SessionTTL time.Duration
@@ -166,7 +167,20 @@ func sameToken(a, b string) bool {
 
 // fail maps an error to a page: 404 for anything out of scope or absent.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, se *session, err error) {
+	var prob *api.Problem
 	switch {
+	case errors.As(err, &prob):
+		// The API's own answers (PDF, receipts): its status and French detail.
+		if prob.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "60")
+		}
+		if prob.Status >= 500 && prob.Status != http.StatusServiceUnavailable {
+			s.Logger.Error("page", "path", r.URL.Path, "err", err)
+		}
+		s.error(w, r, se, prob.Status, prob.Title, prob.Detail)
+	case errors.Is(err, blob.ErrUnavailable):
+		w.Header().Set("Retry-After", "60")
+		s.error(w, r, se, http.StatusServiceUnavailable, "Service momentanément indisponible", "Le stockage des actes ne répond pas. Réessayez dans quelques minutes.")
 	case errors.Is(err, store.ErrNotFound):
 		s.error(w, r, se, http.StatusNotFound, "Page introuvable", "Cette page n'existe pas, ou vous n'y avez pas accès.")
 	case errors.Is(err, errForbidden):
@@ -231,11 +245,19 @@ func (s *Server) communeName(code string) string {
 }
 
 // chosenCommune is the commune asked for, if the principal may see it
-// ("" for the whole scope).
-func chosenCommune(r *http.Request, p auth.Principal) (string, error) {
+// ("" for the whole scope): one of its communes, or a commune whose acts
+// its scope sees (an arrondissement, a commune déléguée, a former code).
+func (s *Server) chosenCommune(r *http.Request, p auth.Principal) (string, error) {
 	c := strings.TrimSpace(r.URL.Query().Get("commune"))
 	if c == "" || p.Scope.All || slices.Contains(p.Scope.Communes, c) {
 		return c, nil
 	}
-	return "", fmt.Errorf("commune %s: %w", c, store.ErrNotFound)
+	ok, err := s.Store.CommuneInScope(r.Context(), p.Scope, c)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("commune %s: %w", c, store.ErrNotFound)
+	}
+	return c, nil
 }
