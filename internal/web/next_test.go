@@ -17,7 +17,7 @@ func TestNext(t *testing.T) {
 		"/./\\evil.example":    "/tableau-de-bord",
 		"/%5Cevil.example":     "/tableau-de-bord",
 		"/\t/evil.example":     "/tableau-de-bord",
-		"/.//evil.example":     "/tableau-de-bord",
+		"/.//evil.example":     "/evil.example", // cleaned: a path of this site
 		"https://evil.example": "/tableau-de-bord",
 		"javascript:alert(1)":  "/tableau-de-bord",
 	} {
