@@ -326,6 +326,13 @@ func (s *Store) RetryTransmissions(ctx context.Context, actor Actor, sc Scope, f
 		ids = []string{}
 	}
 	err := s.Transact(ctx, func(tx pgx.Tx) error {
+		// Lots before transmissions, in the order the senders lock them
+		// (RecordLotAttempt, MarkLotOverdue): no deadlock with a send.
+		if _, err := tx.Exec(ctx, `SELECT l.id FROM lots l WHERE l.id IN (SELECT t.lot_id `+transmissionScope+`
+			AND t.state IN ('dead', 'refused', 'overdue', 'retrying')) ORDER BY l.id FOR UPDATE OF l`,
+			sc.communeFilter(), sc.HubID, f.Registry, f.State, ids); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `SELECT t.id, t.connector, t.act_id, t.registry, t.state, coalesce(t.lot_id::text, '') `+transmissionScope+`
 			AND t.state IN ('dead', 'refused', 'overdue', 'retrying')
 			ORDER BY t.updated_at FOR UPDATE OF t`, sc.communeFilter(), sc.HubID, f.Registry, f.State, ids)
