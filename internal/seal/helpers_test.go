@@ -10,6 +10,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"io"
@@ -246,12 +247,14 @@ func opensslCMSVerify(t *testing.T, b []byte, root *x509.Certificate) {
 		br[i] = v
 	}
 	content := append(append([]byte{}, b[br[0]:br[0]+br[1]]...), b[br[2]:br[2]+br[3]]...)
-	hexCMS := strings.TrimRight(string(b[br[0]+br[1]+1:br[2]-1]), "0")
-	if len(hexCMS)%2 == 1 {
-		hexCMS += "0"
-	}
-	der, err := hex.DecodeString(hexCMS)
+	// /Contents is the DER padded with zeros: keep exactly the first
+	// ASN.1 element (trimming "0"s would eat a signature ending in 0).
+	padded, err := hex.DecodeString(string(b[br[0]+br[1]+1 : br[2]-1]))
 	must(t, err)
+	var elem asn1.RawValue
+	rest, err := asn1.Unmarshal(padded, &elem)
+	must(t, err)
+	der := padded[:len(padded)-len(rest)]
 	dir := t.TempDir()
 	must(t, os.WriteFile(filepath.Join(dir, "content.bin"), content, 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "cms.der"), der, 0o644))
