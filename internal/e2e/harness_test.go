@@ -64,9 +64,11 @@ func startServerArgs(t testing.TB, args []string, extra ...string) *server {
 	db := testenv.DatabaseURL(t)
 	bl, bcfg := testenv.Blob(t)
 	s := &server{bin: bin, log: &bytes.Buffer{}, blob: bl}
+	// The TSA binds its own port first: a port freePort has just released
+	// must not be handed to it before serve takes it.
+	stamps := testenv.TSA(t) // B-T seals, as make up serves them
 	api, ops := freePort(t), freePort(t)
 	pki := testenv.DevPKI(t)
-	stamps := testenv.TSA(t) // B-T seals, as make up serves them
 	s.env = append([]string{
 		"ETATCIVIL_SEAL_CERT=" + filepath.Join(pki, "dev-seal.pem"), "ETATCIVIL_SEAL_KEY=" + filepath.Join(pki, "dev-seal.key"),
 		"PATH=" + os.Getenv("PATH"),
