@@ -57,12 +57,11 @@ func (s *Server) listActs(w http.ResponseWriter, r *http.Request, p auth.Princip
 		return &Problem{Status: 400, Type: "invalid_parameter", Title: "Paramètre invalide",
 			Detail: "kind doit valoir naissance, mariage, deces ou reconnaissance."}
 	}
-	actStates := []string{"expected", "received", "validated", "sealed", "archived", "rejected", "stalled"}
-	if st := q.Get("state"); st != "" && !slices.Contains(actStates, st) {
-		return badEnum("state", st, actStates)
+	if st := q.Get("state"); st != "" && !slices.Contains(model.States, model.State(st)) {
+		return badEnum("state", st, stringsOf(model.States))
 	}
-	if st := q.Get("registry_state"); st != "" && !slices.Contains(TransmissionStates, st) {
-		return badEnum("registry_state", st, TransmissionStates)
+	if st := q.Get("registry_state"); st != "" && !slices.Contains(model.TransmissionStates, st) {
+		return badEnum("registry_state", st, model.TransmissionStates)
 	}
 	acts, next, total, err := s.Store.ListActs(r.Context(), p.Scope, store.ActFilter{
 		Commune: q.Get("commune"), Year: year, Kind: kind, State: q.Get("state"), RegistryState: q.Get("registry_state"), Q: q.Get("q"),

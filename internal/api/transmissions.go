@@ -138,7 +138,7 @@ func (s *Server) registers(w http.ResponseWriter, r *http.Request, p auth.Princi
 	}
 	q := r.URL.Query()
 	if k := q.Get("kind"); k != "" && !model.Kind(k).Valid() {
-		return badEnum("kind", k, []string{"naissance", "mariage", "deces", "reconnaissance"})
+		return badEnum("kind", k, stringsOf(model.Kinds))
 	}
 	list, err := s.Store.Registers(r.Context(), p.Scope, q.Get("commune"), year, q.Get("kind"))
 	if err != nil {
@@ -173,8 +173,14 @@ func (s *Server) listBatches(w http.ResponseWriter, r *http.Request, p auth.Prin
 // retryStates are the states transmissions retry re-drives.
 var retryStates = []string{"dead", "refused", "overdue", "retrying"}
 
-// TransmissionStates are the states of a transmission.
-var TransmissionStates = []string{"pending", "sent", "acknowledged", "refused", "retrying", "overdue", "dead"}
+// stringsOf lists values of a string type as strings, for messages.
+func stringsOf[T ~string](xs []T) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = string(x)
+	}
+	return out
+}
 
 // badEnum is the 400 of a parameter outside its values.
 func badEnum(name, got string, want []string) error {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/etatcivil/etatcivil/internal/client"
 	"github.com/etatcivil/etatcivil/internal/ingest"
+	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/upload"
 )
@@ -567,7 +568,7 @@ retard d'accusé de réception (overdue), dans votre périmètre.`)
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return err
 	}
-	states := []string{"pending", "sent", "acknowledged", "refused", "retrying", "overdue", "dead"}
+	states := model.TransmissionStates
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REGISTRE\t"+strings.ToUpper(strings.Join(states, "\t"))+"\tPLUS ANCIENNE DUE")
 	for _, r := range out.Registries {

@@ -83,6 +83,13 @@ const (
 	StateStalled   State = "stalled"
 )
 
+// States lists every version state, in processing order.
+var States = []State{StateExpected, StateReceived, StateValidated, StateSealed, StateArchived, StateRejected, StateStalled}
+
+// TransmissionStates lists the states of a transmission (INTERFACE.md,
+// "States"), in the order a transmission goes through them.
+var TransmissionStates = []string{"pending", "sent", "acknowledged", "refused", "retrying", "overdue", "dead"}
+
 // Terminal reports whether no further processing will change s on its own.
 func (s State) Terminal() bool {
 	switch s {
