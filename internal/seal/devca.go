@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/etatcivil/etatcivil/internal/devpki"
 )
 
 // Development PKI file names and subjects (see DevCA).
@@ -150,7 +152,7 @@ func DevCA(dir string) error {
 		{DevKeyFile, append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...), 0o600},
 	}
 	for _, f := range files {
-		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := devpki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("seal: dev CA: %w", err)
 		}
 	}
@@ -163,24 +165,4 @@ func randomSerial() *big.Int {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return n.Add(n, big.NewInt(1))
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if err := f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
