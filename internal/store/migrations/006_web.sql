@@ -26,10 +26,16 @@ CREATE TABLE act_surnames (
     PRIMARY KEY (surname, commune, act_id)
 );
 
-CREATE FUNCTION acts_refresh(act uuid) RETURNS void LANGUAGE sql AS $$
+CREATE FUNCTION acts_refresh_state(act uuid) RETURNS void LANGUAGE sql AS $$
     UPDATE acts SET
         state = coalesce((SELECT e.state FROM entries e WHERE e.act_id = act AND e.is_version
-                          ORDER BY (e.state <> 'rejected') DESC, e.version DESC, e.created_at DESC LIMIT 1), 'rejected'),
+                          ORDER BY (e.state <> 'rejected') DESC, e.version DESC, e.created_at DESC LIMIT 1), 'rejected')
+    WHERE id = act;
+$$;
+
+CREATE FUNCTION acts_refresh(act uuid) RETURNS void LANGUAGE sql AS $$
+    SELECT acts_refresh_state(act);
+    UPDATE acts SET
         surnames = coalesce((SELECT array_agg(DISTINCT etatcivil_fold(per->>'surname') ORDER BY etatcivil_fold(per->>'surname'))
                              FROM entries p, jsonb_array_elements(coalesce(p.index_data->'persons', '[]')) per
                              WHERE p.act_id = act AND p.is_version AND coalesce(per->>'surname', '') <> ''), '{}')
@@ -41,7 +47,15 @@ $$;
 
 CREATE FUNCTION entries_refresh_act() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.act_id IS NOT NULL AND NEW.is_version THEN
+    IF NEW.act_id IS NULL OR NOT NEW.is_version THEN
+        RETURN NULL;
+    END IF;
+    -- A version moving through its states changes only the act's state;
+    -- its persons (surnames) change only with a new version or new data.
+    IF TG_OP = 'UPDATE' AND NEW.index_data IS NOT DISTINCT FROM OLD.index_data
+       AND NEW.act_id IS NOT DISTINCT FROM OLD.act_id AND OLD.is_version THEN
+        PERFORM acts_refresh_state(NEW.act_id);
+    ELSE
         PERFORM acts_refresh(NEW.act_id);
     END IF;
     RETURN NULL;
