@@ -4,6 +4,7 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -208,12 +209,23 @@ var ErrIntegrity = errors.New("intégrité rompue")
 // crash), it succeeds only when the existing object's SHA-256 is
 // sha256hex, and returns that object's version.
 func (s *Store) PutArchive(ctx context.Context, key string, r io.Reader, size int64, sha256hex string, retainUntil time.Time) (Archived, error) {
+	return s.putLocked(ctx, key, r, size, sha256hex, retainUntil, "application/pdf")
+}
+
+// PutLocked is PutArchive for a small document of the system's own (an
+// audit checkpoint, its seal, its leaves), of the given content type.
+func (s *Store) PutLocked(ctx context.Context, key string, data []byte, contentType string, retainUntil time.Time) (Archived, error) {
+	sum := sha256.Sum256(data)
+	return s.putLocked(ctx, key, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:]), retainUntil, contentType)
+}
+
+func (s *Store) putLocked(ctx context.Context, key string, r io.Reader, size int64, sha256hex string, retainUntil time.Time, contentType string) (Archived, error) {
 	raw, err := hex.DecodeString(sha256hex)
 	if err != nil || len(raw) != sha256.Size {
 		return Archived{}, fmt.Errorf("SHA-256 %q invalide", sha256hex)
 	}
 	opts := minio.PutObjectOptions{
-		ContentType: "application/pdf",
+		ContentType: contentType,
 		// The expected SHA-256 goes in the request's header: the server
 		// refuses a body with other bytes before creating any version, so
 		// a corrupted staging copy can never become a locked object.
@@ -309,6 +321,24 @@ func (s *Store) Versions(ctx context.Context, prefix string) (map[string][]strin
 		out[o.Key] = append(out[o.Key], o.VersionID)
 	}
 	return out, nil
+}
+
+// ReadArchive reads one version of a small archive object (the latest
+// when versionID is empty), at most max bytes: more is an error.
+func (s *Store) ReadArchive(ctx context.Context, key, versionID string, max int64) ([]byte, error) {
+	rc, err := s.GetArchive(ctx, key, versionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, Classify(err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s : plus de %d octets", key, max)
+	}
+	return b, nil
 }
 
 // RemoveArchiveVersion tries to delete one archive version. Object lock

@@ -146,25 +146,8 @@ func verifyAt(sealed []byte, roots *x509.CertPool, at time.Time) (Info, error) {
 	h := si.digestAlg.New()
 	h.Write(sealed[:cStart])
 	h.Write(sealed[cEnd:])
-	if !si.contentType.Equal(oidData) {
-		return Info{}, fmt.Errorf("%w: content-type attribute missing or not id-data", ErrInvalidSignature)
-	}
-	if !bytes.Equal(si.messageDigest, h.Sum(nil)) {
-		return Info{}, fmt.Errorf("%w: message digest does not match the signed bytes", ErrInvalidSignature)
-	}
-	if si.certV2Hash != nil {
-		if sum := sha256.Sum256(si.signer.Raw); !bytes.Equal(si.certV2Hash, sum[:]) {
-			return Info{}, fmt.Errorf("%w: signing-certificate-v2 does not match the signer certificate", ErrInvalidSignature)
-		}
-	} else {
-		return Info{}, fmt.Errorf("%w: no signing-certificate-v2 attribute", ErrInvalidSignature)
-	}
-	if err := si.checkSignature(); err != nil {
+	if err := si.check(h.Sum(nil)); err != nil {
 		return Info{}, err
-	}
-
-	if ku := si.signer.KeyUsage; ku != 0 && ku&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
-		return Info{}, fmt.Errorf("%w: signer certificate is not for signatures (key usage %#x)", ErrInvalidSignature, ku)
 	}
 	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer, Level: "B-B", TimestampToken: si.timestampToken,
 		Signature: si.signature}
@@ -182,6 +165,40 @@ func verifyAt(sealed []byte, roots *x509.CertPool, at time.Time) (Info, error) {
 		info.Location = decodePDFString(string(m[1]))
 	}
 
+	if err := si.verifyChain(roots, at); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// check verifies the signer's signature over the signed attributes and
+// that those attributes bind content whose digest is digest (computed with
+// si.digestAlg) and the signer's certificate.
+func (si *signerInfo) check(digest []byte) error {
+	if !si.contentType.Equal(oidData) {
+		return fmt.Errorf("%w: content-type attribute missing or not id-data", ErrInvalidSignature)
+	}
+	if !bytes.Equal(si.messageDigest, digest) {
+		return fmt.Errorf("%w: message digest does not match the signed bytes", ErrInvalidSignature)
+	}
+	if si.certV2Hash == nil {
+		return fmt.Errorf("%w: no signing-certificate-v2 attribute", ErrInvalidSignature)
+	}
+	if sum := sha256.Sum256(si.signer.Raw); !bytes.Equal(si.certV2Hash, sum[:]) {
+		return fmt.Errorf("%w: signing-certificate-v2 does not match the signer certificate", ErrInvalidSignature)
+	}
+	if err := si.checkSignature(); err != nil {
+		return err
+	}
+	if ku := si.signer.KeyUsage; ku != 0 && ku&(x509.KeyUsageDigitalSignature|x509.KeyUsageContentCommitment) == 0 {
+		return fmt.Errorf("%w: signer certificate is not for signatures (key usage %#x)", ErrInvalidSignature, ku)
+	}
+	return nil
+}
+
+// verifyChain checks that the signer chains to roots at time at (now when
+// zero), through the certificates the CMS carries.
+func (si *signerInfo) verifyChain(roots *x509.CertPool, at time.Time) error {
 	inter := x509.NewCertPool()
 	for _, c := range si.certs {
 		if c != si.signer {
@@ -194,9 +211,9 @@ func verifyAt(sealed []byte, roots *x509.CertPool, at time.Time) (Info, error) {
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return info, fmt.Errorf("%w: %w", ErrUntrusted, err)
+		return fmt.Errorf("%w: %w", ErrUntrusted, err)
 	}
-	return info, nil
+	return nil
 }
 
 // sigDictText returns the text of the signature dictionary around the
