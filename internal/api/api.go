@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/auditlog"
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/cog"
@@ -51,8 +52,9 @@ type Route struct {
 }
 
 var (
-	hubAdmin  = []auth.Role{auth.RoleHub, auth.RoleAdmin}
-	everyRole = []auth.Role{auth.RoleHub, auth.RoleTownhall, auth.RoleAuditor, auth.RoleAdmin}
+	hubAdmin   = []auth.Role{auth.RoleHub, auth.RoleAdmin}
+	auditAdmin = []auth.Role{auth.RoleAuditor, auth.RoleAdmin}
+	everyRole  = []auth.Role{auth.RoleHub, auth.RoleTownhall, auth.RoleAuditor, auth.RoleAdmin}
 )
 
 // Routes is the route table.
@@ -67,7 +69,10 @@ var Routes = []Route{
 	{"GET", "/api/v1/acts/{id}", everyRole, ScopeAct, (*Server).getAct},
 	{"GET", "/api/v1/acts/{id}/pdf", everyRole, ScopeAct, (*Server).getPDF},
 	{"GET", "/api/v1/acts/{id}/verification", []auth.Role{auth.RoleAuditor, auth.RoleAdmin}, ScopeAct, (*Server).getVerification},
-	{"GET", "/api/v1/audit/verify", []auth.Role{auth.RoleAuditor, auth.RoleAdmin}, ScopeNone, (*Server).auditVerify},
+	{"GET", "/api/v1/audit/verify", auditAdmin, ScopeNone, (*Server).auditVerify},
+	{"GET", "/api/v1/audit/events", auditAdmin, ScopeNone, (*Server).auditEvents},
+	{"GET", "/api/v1/audit/export", auditAdmin, ScopeNone, (*Server).auditExport},
+	{"GET", "/api/v1/fixity", auditAdmin, ScopeNone, (*Server).fixityReport},
 	{"POST", "/api/v1/acts/retry", hubAdmin, ScopeNone, (*Server).retryActs},
 	{"GET", "/api/v1/communes/{code}", everyRole, ScopeNone, (*Server).getCommune},
 	{"GET", "/api/v1/transmissions", everyRole, ScopeNone, (*Server).listTransmissions},
@@ -81,9 +86,13 @@ var Routes = []Route{
 
 // Server holds the API's dependencies.
 type Server struct {
-	Store *store.Store
-	Blob  *blob.Store
-	Jobs  *ingest.Client
+	// Anchor verifies the audit checkpoints (nil: the chain alone).
+	Anchor *auditlog.Anchor
+	// Fixity reports fixity audits (nil: no report).
+	Fixity *auditlog.Fixity
+	Store  *store.Store
+	Blob   *blob.Store
+	Jobs   *ingest.Client
 	// Roots are the trusted roots seals and timestamps are verified
 	// against (ETATCIVIL_TRUST_ROOTS); nil: the system's.
 	Roots    *x509.CertPool

@@ -176,17 +176,3 @@ func LoadRoots(files []string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// auditVerify recomputes the audit chain (auditors and admins): every
-// chained event in place and unchanged, and how many are not yet chained.
-// The check is itself audited.
-func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	rep, err := s.Store.VerifyChain(r.Context())
-	if err != nil {
-		return err
-	}
-	if err := s.Store.Audit(r.Context(), store.Event{Actor: p.Actor(), Action: "audit.verify",
-		Data: map[string]any{"ok": rep.OK, "chained": rep.Chained, "failures": len(rep.Failures)}}); err != nil {
-		return err
-	}
-	return writeJSON(w, 200, rep)
-}

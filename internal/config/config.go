@@ -55,6 +55,11 @@ type Config struct {
 	RescueAfter           time.Duration // ETATCIVIL_RESCUE_AFTER: a job running longer is deemed lost (crashed worker) and retried
 	StepTimeout           time.Duration // ETATCIVIL_STEP_TIMEOUT: one seal or archive step
 	AuthFailuresPerMinute int
+
+	CheckpointEvery  time.Duration // ETATCIVIL_AUDIT_CHECKPOINT_EVERY: interval between audit checkpoints
+	ReadLogRetention Duration      // ETATCIVIL_READ_LOG_RETENTION: how long the free text of read reasons is kept (default 1y)
+	FixityPeriod     Duration      // ETATCIVIL_FIXITY_PERIOD: one full fixity pass over the archive (default 30d)
+	FixityBandwidth  int64         // ETATCIVIL_FIXITY_BANDWIDTH: bytes per second fixity audits read at most (0: unbounded)
 }
 
 // Duration is a time.Duration that also accepts years ("120y") and days
@@ -109,6 +114,14 @@ std:
 func (d Duration) AddTo(t time.Time) time.Time {
 	return t.AddDate(d.Years, 0, d.Days).Add(d.D)
 }
+
+// SubFrom returns t minus the duration, on the calendar.
+func (d Duration) SubFrom(t time.Time) time.Time {
+	return t.AddDate(-d.Years, 0, -d.Days).Add(-d.D)
+}
+
+// Span is the duration's length from t on (years and days on the calendar).
+func (d Duration) Span(t time.Time) time.Duration { return d.AddTo(t).Sub(t) }
 
 // String returns the text the duration was parsed from.
 func (d Duration) String() string { return d.Text }
@@ -196,11 +209,19 @@ func load(getenv func(string) string) (*Config, error) {
 		StepTimeout:           dur("ETATCIVIL_STEP_TIMEOUT", 5*time.Minute),
 		AuthFailuresPerMinute: int(integer("ETATCIVIL_AUTH_FAILURES_PER_MINUTE", 30)),
 	}
-	ret, err := ParseDuration(str("ETATCIVIL_RETENTION", "120y"))
-	if err != nil {
-		errs = append(errs, fmt.Errorf("ETATCIVIL_RETENTION: %w", err))
+	c.CheckpointEvery = dur("ETATCIVIL_AUDIT_CHECKPOINT_EVERY", time.Hour)
+	c.FixityBandwidth = integer("ETATCIVIL_FIXITY_BANDWIDTH", 20<<20)
+	for _, d := range []struct {
+		name, def string
+		to        *Duration
+	}{{"ETATCIVIL_RETENTION", "120y", &c.Retention}, {"ETATCIVIL_READ_LOG_RETENTION", "1y", &c.ReadLogRetention},
+		{"ETATCIVIL_FIXITY_PERIOD", "30d", &c.FixityPeriod}} {
+		v, err := ParseDuration(str(d.name, d.def))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d.name, err))
+		}
+		*d.to = v
 	}
-	c.Retention = ret
 	// The endpoint may be a URL; minio-go wants host:port and a TLS flag.
 	ep := c.S3Endpoint
 	switch {
@@ -276,6 +297,10 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_RESCUE_AFTER":             c.RescueAfter.String(),
 		"ETATCIVIL_STEP_TIMEOUT":             c.StepTimeout.String(),
 		"ETATCIVIL_AUTH_FAILURES_PER_MINUTE": strconv.Itoa(c.AuthFailuresPerMinute),
+		"ETATCIVIL_AUDIT_CHECKPOINT_EVERY":   c.CheckpointEvery.String(),
+		"ETATCIVIL_READ_LOG_RETENTION":       c.ReadLogRetention.String(),
+		"ETATCIVIL_FIXITY_PERIOD":            c.FixityPeriod.String(),
+		"ETATCIVIL_FIXITY_BANDWIDTH":         strconv.FormatInt(c.FixityBandwidth, 10),
 	}
 	out := make([]string, 0, len(m))
 	for k, v := range m {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/api"
+	"github.com/etatcivil/etatcivil/internal/auditlog"
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/cog"
@@ -90,6 +91,24 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 	}, nil
 }
 
+// Roots loads ETATCIVIL_TRUST_ROOTS (nil when unset: the system's roots).
+func Roots(c *config.Config) (*x509.CertPool, error) {
+	if c.TrustRoots == "" {
+		return nil, nil
+	}
+	return api.LoadRoots(strings.Split(c.TrustRoots, ":"))
+}
+
+// Audit builds the audit checkpoints' anchor (sealed with the default
+// seal, timestamped by the TSA) and the fixity auditor from the
+// configuration.
+func Audit(c *config.Config, st *store.Store, bl *blob.Store, deps *ingest.Deps, roots *x509.CertPool) (*auditlog.Anchor, *auditlog.Fixity) {
+	anchor := &auditlog.Anchor{Store: st, Blob: bl, Key: deps.Keys.Default, Timestamp: deps.Timestamp, Roots: roots,
+		RetainUntil: c.Retention.AddTo}
+	fixity := &auditlog.Fixity{Store: st, Blob: bl, Period: c.FixityPeriod.Span(time.Now()), Bandwidth: c.FixityBandwidth}
+	return anchor, fixity
+}
+
 // LoadCommunes reads the COG snapshot imported in the database.
 func LoadCommunes(ctx context.Context, st *store.Store) (*cog.Snapshot, error) {
 	date, rows, err := st.Communes(ctx)
@@ -154,6 +173,21 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 	}
 	notifier := &notify.Notifier{Store: st, SMTP: smtp, Logger: logger}
 	deps.Extensions = append(deps.Extensions, notifier)
+	roots, err := Roots(c)
+	if err != nil {
+		return err
+	}
+	anchor, fixity := Audit(c, st, bl, deps, roots)
+	jobsExt := &auditlog.Jobs{Fixity: fixity, CheckpointEvery: c.CheckpointEvery,
+		PruneReadReasons: func(ctx context.Context) (int64, error) {
+			return st.PruneReadReasons(ctx, c.ReadLogRetention.SubFrom(time.Now()))
+		}}
+	if anchor.Key != nil {
+		jobsExt.Anchor = anchor
+	} else {
+		logger.Warn("pas de point d'ancrage du journal d'audit : aucun cachet par défaut (ETATCIVIL_SEAL_CERT/ETATCIVIL_SEAL_KEY)")
+	}
+	deps.Extensions = append(deps.Extensions, jobsExt)
 	if smtp.Enabled() && opt.Mail == nil {
 		opt.Mail = notifier.SendMail
 	}
@@ -187,13 +221,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		if err != nil {
 			return err
 		}
-		var roots *x509.CertPool
-		if c.TrustRoots != "" {
-			if roots, err = api.LoadRoots(strings.Split(c.TrustRoots, ":")); err != nil {
-				return err
-			}
-		}
-		a := &api.Server{Roots: roots, Timestamp: deps.Timestamp,
+		a := &api.Server{Roots: roots, Anchor: anchor, Fixity: fixity, Timestamp: deps.Timestamp,
 			Store: st, Blob: bl, Jobs: jobs, Communes: communes, Logger: logger, Metrics: metrics,
 			Sealer: deps.Sealer, Keys: deps.Keys,
 			Auth: &auth.Authenticator{Store: st, Hasher: pepper},

@@ -129,19 +129,14 @@ func (s *Store) WithCheckpointLock(ctx context.Context, fn func(p Pending) error
 	return fn(p)
 }
 
-// SaveCheckpoint indexes a checkpoint written to the bucket, and records
-// its creation in the audit log.
-func (s *Store) SaveCheckpoint(ctx context.Context, actor Actor, c Checkpoint) error {
-	return s.Transact(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO audit_checkpoints (number, first_seq, last_seq, root, chain_head, document, signature)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number) DO NOTHING`,
-			c.Number, c.FirstSeq, c.LastSeq, c.Root, c.ChainHead, c.Document, c.Signature)
-		if err != nil {
-			return err
-		}
-		return audit(ctx, tx, Event{Actor: actor, Action: "audit.checkpoint",
-			Data: map[string]any{"number": c.Number, "first_seq": c.FirstSeq, "last_seq": c.LastSeq}})
-	})
+// SaveCheckpoint indexes a checkpoint written to the bucket. It is not an
+// audit event: the checkpoint in the bucket is its own record (an event
+// would leave one new event to anchor after every checkpoint).
+func (s *Store) SaveCheckpoint(ctx context.Context, c Checkpoint) error {
+	_, err := s.Pool.Exec(ctx, `INSERT INTO audit_checkpoints (number, first_seq, last_seq, root, chain_head, document, signature)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (number) DO NOTHING`,
+		c.Number, c.FirstSeq, c.LastSeq, c.Root, c.ChainHead, c.Document, c.Signature)
+	return err
 }
 
 // LastCheckpoint returns the newest indexed checkpoint, nil if none.
@@ -218,3 +213,64 @@ func (s *Store) ActEvents(ctx context.Context, actIDs []string, upTo int64) ([]E
 // ErrNoSeal: checkpoints and exports are sealed with the server's default
 // seal, and none is configured.
 var ErrNoSeal = errors.New("aucun cachet par défaut (ETATCIVIL_SEAL_CERT/ETATCIVIL_SEAL_KEY) : les points d'ancrage et les exports sont scellés avec lui")
+
+// CountUnanchored counts the events not chained, or chained after seq
+// anchoredThrough.
+func (s *Store) CountUnanchored(ctx context.Context, anchoredThrough int64) (int64, error) {
+	var n int64
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE seq IS NULL OR seq > $1`, anchoredThrough).Scan(&n)
+	return n, err
+}
+
+// ExportVersion is an archived act version an export carries.
+type ExportVersion struct {
+	ActID     string `json:"act_id"`
+	Commune   string `json:"commune"`
+	Year      int    `json:"year"`
+	Kind      string `json:"kind"`
+	Number    int    `json:"number"`
+	Version   int    `json:"version"`
+	Key       string `json:"-"`
+	VersionID string `json:"-"`
+	SHA256    string `json:"sha256"`
+	Size      int64  `json:"size"`
+}
+
+// ExportVersions returns every archived version of the acts of a commune
+// (its register, or a predecessor's: the commune chain, as scopes see it)
+// and year, in register order.
+func (s *Store) ExportVersions(ctx context.Context, commune string, year int) ([]ExportVersion, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT a.id::text, a.commune, a.year, a.kind, a.number, e.version, e.object_key, e.version_id,
+			e.sealed_sha256, e.sealed_size
+		FROM acts a JOIN entries e ON e.act_id = a.id AND e.is_version AND e.state = 'archived'
+		WHERE $1 = ANY(a.commune_chain) AND a.year = $2
+		ORDER BY a.commune, a.kind, a.number, e.version`, commune, year)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[ExportVersion])
+}
+
+// CountActEventsAfter counts the events about the acts not yet anchored
+// (not chained, or chained after seq anchored).
+func (s *Store) CountActEventsAfter(ctx context.Context, actIDs []string, anchored int64) (int, error) {
+	var n int
+	err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE act_id = ANY($1::uuid[]) AND (seq IS NULL OR seq > $2)`,
+		actIDs, anchored).Scan(&n)
+	return n, err
+}
+
+// RecordExport records an export's reads, one act.read_pdf event per act
+// version with the purpose, and the export itself, in one transaction.
+func (s *Store) RecordExport(ctx context.Context, actor Actor, purpose, reason, commune string, year int, versions []ExportVersion) error {
+	return s.Transact(ctx, func(tx pgx.Tx) error {
+		for _, v := range versions {
+			if err := audit(ctx, tx, Event{Actor: actor, Action: "act.read_pdf", ActID: v.ActID, Purpose: purpose, Reason: reason,
+				Data: map[string]any{"version": v.Version, "channel": "export"}}); err != nil {
+				return err
+			}
+		}
+		return audit(ctx, tx, Event{Actor: actor, Action: "audit.export", Purpose: purpose, Reason: reason,
+			Data: map[string]any{"commune": commune, "year": year, "versions": len(versions)}})
+	})
+}

@@ -80,8 +80,8 @@ func TestAuditEventsAppendOnly(t *testing.T) {
 	if _, err := st.Pool.Exec(ctx, `UPDATE audit_events SET reason = NULL WHERE id = $1`, id); err != nil {
 		t.Fatalf("purge du motif refusée: %v", err)
 	}
-	ev, err := st.AuditEvents(ctx, "00000000-0000-0000-0000-000000000001", "", 10)
-	if err != nil || len(ev) != 1 || ev[0].Purpose == nil || *ev[0].Purpose != "controle" {
+	ev, _, err := st.AuditEvents(ctx, store.AuditFilter{ActID: "00000000-0000-0000-0000-000000000001", Limit: 10})
+	if err != nil || len(ev) != 1 || ev[0].Reason != nil || ev[0].Purpose == nil || *ev[0].Purpose != "controle" {
 		t.Fatalf("événements: %+v %v", ev, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/api"
+	"github.com/etatcivil/etatcivil/internal/auditlog"
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/cog"
@@ -136,7 +137,9 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &api.Server{Roots: roots, Timestamp: deps.Timestamp, Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
+	anchor := &auditlog.Anchor{Store: st, Blob: bl, Key: deps.Keys.Default, Timestamp: deps.Timestamp, Roots: roots,
+		RetainUntil: deps.RetainUntil}
+	a := &api.Server{Anchor: anchor, Fixity: &auditlog.Fixity{Store: st, Blob: bl}, Roots: roots, Timestamp: deps.Timestamp, Store: st, Blob: apiBlob, Jobs: jobs, Communes: snap, Logger: logger, Sealer: deps.Sealer, Keys: deps.Keys,
 		Auth: &auth.Authenticator{Store: st, Hasher: h}, Limits: lim}
 	// The pages beside the API, as serve mounts them.
 	pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: snap, Logger: logger, Mail: opt.Mail}
