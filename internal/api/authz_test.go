@@ -156,6 +156,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 		"GET /api/v1/audit/verify": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/audit/verify"}
 		}},
+		"GET /api/v1/audit/events": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/audit/events?actor=system"}
+		}},
+		"GET /api/v1/audit/export": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/audit/export?commune=12202&year=2021", header: http.Header{"Etatcivil-Purpose": {"controle"}}}
+		}},
+		"GET /api/v1/fixity": {ok: 200, build: func(string) apiReq {
+			return apiReq{path: "/api/v1/fixity"}
+		}},
 		"POST /api/v1/acts/retry": {ok: 200, build: func(string) apiReq {
 			return apiReq{path: "/api/v1/acts/retry", body: []byte(`{"ids": []}`),
 				header: http.Header{"Content-Type": {"application/json"}}}

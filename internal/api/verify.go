@@ -129,6 +129,13 @@ func (s *Server) Verify(ctx context.Context, p auth.Principal, actID string, ver
 		r.add("retention_locked", ret.Mode == "COMPLIANCE" && ret.Until.After(now),
 			fmt.Sprintf("%s jusqu'au %s", ret.Mode, ret.Until.Format(time.DateOnly)))
 	}
+	if s.Anchor != nil {
+		ok, detail, err := s.Anchor.CheckAct(ctx, v.ActID)
+		if err != nil {
+			return r, err
+		}
+		r.add("audit_chain", ok, detail)
+	}
 	return s.finish(ctx, p, r)
 }
 

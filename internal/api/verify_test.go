@@ -53,7 +53,7 @@ func TestIntegrityReport(t *testing.T) {
 		return strings.Join(out, ",")
 	}
 	r := report()
-	if !r.OK || r.Level != "B-T" || len(r.Checks) != 5 || failing(r) != "" {
+	if !r.OK || r.Level != "B-T" || len(r.Checks) != 6 || failing(r) != "" {
 		t.Fatalf("rapport : %+v", r)
 	}
 	for _, c := range r.Checks {

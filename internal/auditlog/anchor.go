@@ -401,3 +401,57 @@ func mergeFailures(fs []Failure) []Failure {
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Seq < out[j].Seq })
 	return out
 }
+
+// CheckAct checks the chained audit events about an act: each one's link
+// in the chain as stored and, once anchored, its digest against its
+// checkpoint's leaf in the bucket (one ranged read per event), so an edit
+// is caught even in a recomputed chain. It returns whether they hold and
+// a French detail.
+func (a *Anchor) CheckAct(ctx context.Context, actID string) (bool, string, error) {
+	links, err := a.Store.ActChain(ctx, actID)
+	if err != nil {
+		return false, "", err
+	}
+	cps, err := a.Store.Checkpoints(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	var bad []string
+	anchored := 0
+	zero := make([]byte, sha256.Size)
+	for _, l := range links {
+		prev := l.Prev
+		if l.Seq == 1 {
+			prev = zero
+		}
+		if prev == nil {
+			bad = append(bad, fmt.Sprintf("n° %d : l'événement précédent manque", l.Seq))
+			continue
+		}
+		if h := sha256.Sum256(append(append([]byte{}, prev...), l.Digest...)); !bytes.Equal(h[:], l.Hash) {
+			bad = append(bad, fmt.Sprintf("n° %d : modifié (empreinte chaînée différente)", l.Seq))
+			continue
+		}
+		i := sort.Search(len(cps), func(i int) bool { return cps[i].LastSeq >= l.Seq })
+		if i == len(cps) || cps[i].FirstSeq > l.Seq {
+			continue // not yet anchored
+		}
+		leaf, err := a.Blob.ReadArchiveRange(ctx, ObjectKey(cps[i].Number, "leaves"), (l.Seq-cps[i].FirstSeq)*sha256.Size, sha256.Size)
+		if err != nil {
+			if errors.Is(err, blob.ErrUnavailable) {
+				return false, "", err
+			}
+			bad = append(bad, fmt.Sprintf("n° %d : feuille du point d'ancrage n° %d illisible (%v)", l.Seq, cps[i].Number, err))
+			continue
+		}
+		if !bytes.Equal(leaf, l.Digest) {
+			bad = append(bad, fmt.Sprintf("n° %d : modifié (ne correspond plus au point d'ancrage n° %d)", l.Seq, cps[i].Number))
+			continue
+		}
+		anchored++
+	}
+	if len(bad) > 0 {
+		return false, fmt.Sprintf("%d événement(s) en échec sur %d : %s", len(bad), len(links), strings.Join(bad, " ; ")), nil
+	}
+	return true, fmt.Sprintf("%d événement(s) chaîné(s), dont %d ancré(s)", len(links), anchored), nil
+}

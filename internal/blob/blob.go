@@ -341,6 +341,31 @@ func (s *Store) ReadArchive(ctx context.Context, key, versionID string, max int6
 	return b, nil
 }
 
+// ReadArchiveRange reads length bytes at offset of the latest version of
+// an archive object (one leaf of a checkpoint, say).
+func (s *Store) ReadArchiveRange(ctx context.Context, key string, offset, length int64) ([]byte, error) {
+	opts := minio.GetObjectOptions{}
+	if err := opts.SetRange(offset, offset+length-1); err != nil {
+		return nil, err
+	}
+	obj, err := s.c.GetObject(ctx, s.cfg.Archive, key, opts)
+	if err != nil {
+		return nil, Classify(err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(io.LimitReader(obj, length+1))
+	if err != nil {
+		if minio.ToErrorResponse(err).StatusCode == http.StatusNotFound {
+			return nil, fmt.Errorf("%w: %s absent", ErrIntegrity, key)
+		}
+		return nil, Classify(err)
+	}
+	if int64(len(b)) != length {
+		return nil, fmt.Errorf("%w: %s : %d octets lus à %d, %d attendus", ErrIntegrity, key, len(b), offset, length)
+	}
+	return b, nil
+}
+
 // RemoveArchiveVersion tries to delete one archive version. Object lock
 // must refuse it; tests and `s3 check` rely on that refusal.
 func (s *Store) RemoveArchiveVersion(ctx context.Context, key, versionID string) error {

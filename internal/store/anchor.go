@@ -274,3 +274,23 @@ func (s *Store) RecordExport(ctx context.Context, actor Actor, purpose, reason, 
 			Data: map[string]any{"commune": commune, "year": year, "versions": len(versions)}})
 	})
 }
+
+// ActChainLink is one chained event about an act, with what checks its
+// place: its digest and hash as stored, and the previous event's hash.
+type ActChainLink struct {
+	Seq    int64
+	Digest []byte
+	Hash   []byte
+	Prev   []byte // nil: the previous event is missing (or seq is 1)
+}
+
+// ActChain returns the chained events about an act, in seq order.
+func (s *Store) ActChain(ctx context.Context, actID string) ([]ActChainLink, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT e.seq, audit_event_digest(e), e.hash, p.hash
+		FROM audit_events e LEFT JOIN audit_events p ON p.seq = e.seq - 1
+		WHERE e.act_id = $1 AND e.seq IS NOT NULL ORDER BY e.seq`, actID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByPos[ActChainLink])
+}
