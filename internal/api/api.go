@@ -400,9 +400,10 @@ func (s *Server) AuthBlocked(r *http.Request) bool {
 func (s *Server) AuthFailed(r *http.Request) { s.failures.fail(clientIP(r)) }
 
 // ServePDF serves an act's sealed PDF to p (the purpose in r's
-// Etatcivil-Purpose header), checked against the ledger and audited.
+// Etatcivil-Purpose header), checked against the ledger and audited as
+// a read through the pages (channel "web").
 func (s *Server) ServePDF(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
-	return s.getPDF(w, r, p)
+	return s.servePDF(w, r, p, "web")
 }
 
 // ServeReceipt serves a batch's sealed deposit receipt to p.

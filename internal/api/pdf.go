@@ -24,6 +24,12 @@ import (
 // compared with the ledger before the first byte is sent. A mismatch
 // raises an integrity alert and sends nothing.
 func (s *Server) getPDF(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
+	return s.servePDF(w, r, p, "api")
+}
+
+// servePDF serves a PDF read through channel (api, web; exports record
+// theirs as "export"), which its read event names.
+func (s *Server) servePDF(w http.ResponseWriter, r *http.Request, p auth.Principal, channel string) error {
 	ctx := r.Context()
 	version, err := queryInt(r, "version")
 	if err != nil {
@@ -51,7 +57,7 @@ func (s *Server) getPDF(w http.ResponseWriter, r *http.Request, p auth.Principal
 	// The read and its audit record commit together: no record, no data.
 	err = s.Store.Transact(ctx, func(tx pgx.Tx) error {
 		return store.AuditTx(ctx, tx, store.Event{Actor: p.Actor(), Action: "act.read_pdf", ActID: v.ActID, Purpose: purp, Reason: reason,
-			Data: map[string]any{"version": v.Version, "sha256": hex.EncodeToString(sum)}})
+			Data: map[string]any{"version": v.Version, "sha256": hex.EncodeToString(sum), "channel": channel}})
 	})
 	if err != nil {
 		return err

@@ -182,4 +182,3 @@ func LoadRoots(files []string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
-

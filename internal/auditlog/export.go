@@ -76,15 +76,12 @@ type ExportRequest struct {
 // Export writes a bundle (tar) for a commune and year: the sealed PDFs,
 // their integrity reports, the events about them with inclusion proofs,
 // the sealed checkpoints those proofs lead to, and a sealed manifest.
-// It anchors the chain first. Nothing about another commune's acts is in
+// It anchors the chain once the acts are verified. Nothing about another commune's acts is in
 // it. audit check verifies it offline.
 func (a *Anchor) Export(ctx context.Context, w io.Writer, req ExportRequest) (Manifest, error) {
 	m := Manifest{Format: ExportFormat, Commune: req.Commune, Year: req.Year, CreatedAt: time.Now().UTC().Truncate(time.Second),
 		CreatedBy: req.Actor.Name + " (" + req.Actor.ID + ")", Acts: []ExportAct{}, Files: []ExportFile{}, Checkpoints: []int64{},
 		Excluded: []store.ExportVersion{}}
-	if _, err := a.Checkpoint(ctx); err != nil {
-		return m, err
-	}
 	versions := req.Versions
 	if versions == nil {
 		var err error
@@ -125,7 +122,12 @@ func (a *Anchor) Export(ctx context.Context, w io.Writer, req ExportRequest) (Ma
 		}
 	}
 
-	// Events with their proofs, in the checkpoints that anchor them.
+	// Anchor the chain now, the verifications just recorded included, and
+	// carry the events with their proofs in the checkpoints that anchor
+	// them.
+	if _, err := a.Checkpoint(ctx); err != nil {
+		return m, err
+	}
 	cps, err := a.Store.Checkpoints(ctx)
 	if err != nil {
 		return m, err

@@ -14,7 +14,6 @@ import (
 	"github.com/etatcivil/etatcivil/internal/testenv"
 )
 
-
 // devRoots are the development seal's and TSA's roots.
 func devRoots(t *testing.T) *x509.CertPool {
 	t.Helper()

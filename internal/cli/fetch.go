@@ -219,4 +219,3 @@ mode COMPLIANCE. Sort avec le code 0 si tout est vérifié, 1 sinon.`)
 	}
 	return nil
 }
-

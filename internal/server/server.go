@@ -4,19 +4,16 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -304,15 +301,7 @@ func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics, sends *ingest.S
 		_, _ = sends.WriteTo(w)
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		if depth, err := st.Depth(ctx); err == nil {
-			// The queue's depth, from the ledger: every process reports
-			// the same figures, whichever one is scraped.
-			keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
-			fmt.Fprint(w, "# HELP etatcivil_transmissions Transmissions by registry and state.\n# TYPE etatcivil_transmissions gauge\n")
-			for _, k := range keys {
-				fmt.Fprintf(w, "etatcivil_transmissions{registry=%q,state=%q} %d\n", k[0], k[1], depth[k])
-			}
-		}
+		api.WriteLedgerMetrics(ctx, w, st)
 	})
 	return mux
 }

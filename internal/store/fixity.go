@@ -122,3 +122,28 @@ func (s *Store) Fixity(ctx context.Context, period time.Duration) (FixityReport,
 	r.Problems, err = pgx.CollectRows(rows, pgx.RowToStructByPos[FixityProblem])
 	return r, err
 }
+
+// FixityCounts are the archived versions by last fixity verdict ("ok",
+// "missing", "altered", "unchecked") and the last check's time, for the
+// metrics: every process reports the ledger's figures.
+func (s *Store) FixityCounts(ctx context.Context) (map[string]int64, *time.Time, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT coalesce(fixity_outcome, 'unchecked'), count(*), max(fixity_at)
+		FROM entries WHERE is_version AND state = 'archived' GROUP BY 1`)
+	if err != nil {
+		return nil, nil, err
+	}
+	counts := map[string]int64{"ok": 0, "missing": 0, "altered": 0, "unchecked": 0}
+	var last *time.Time
+	var outcome string
+	var n int64
+	var at *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&outcome, &n, &at}, func() error {
+		counts[outcome] = n
+		if at != nil && (last == nil || at.After(*last)) {
+			t := *at
+			last = &t
+		}
+		return nil
+	})
+	return counts, last, err
+}

@@ -244,8 +244,12 @@ type VersionView struct {
 	PDFVersion     *string    `json:"pdf_version"`
 	PDFA           *string    `json:"pdfa"`
 	Flow           *string    `json:"flow"`
-	entryID        string
-	indexData      []byte
+	// FixityOutcome is the last fixity audit's verdict on the archived
+	// object version (ok, missing, altered; null: not checked yet).
+	FixityOutcome *string    `json:"fixity_outcome"`
+	FixityAt      *time.Time `json:"fixity_at"`
+	entryID       string
+	indexData     []byte
 }
 
 // HistoryItem is one state of one version.
@@ -282,7 +286,7 @@ func (s *Store) Act(ctx context.Context, sc Scope, id string, persons bool) (Act
 	}
 	a.ActSummary = sum
 	rows, err := s.Pool.Query(ctx, `SELECT id, version, sha256, state, reason, message, revision_reason, batch_id, file, pages, pdf_version, pdfa, flow, index_data,
-			sealed_sha256, archived_at, object_key, version_id
+			sealed_sha256, archived_at, object_key, version_id, fixity_outcome, fixity_at
 		FROM entries WHERE act_id = $1 AND is_version ORDER BY version, created_at`, id)
 	if err != nil {
 		return a, err
@@ -290,7 +294,8 @@ func (s *Store) Act(ctx context.Context, sc Scope, id string, persons bool) (Act
 	a.Versions, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (VersionView, error) {
 		var v VersionView
 		err := r.Scan(&v.entryID, &v.Version, &v.SHA256, &v.State, &v.Reason, &v.Message, &v.RevisionReason, &v.BatchID, &v.File,
-			&v.Pages, &v.PDFVersion, &v.PDFA, &v.Flow, &v.indexData, &v.SealedSHA256, &v.ArchivedAt, &v.ObjectKey, &v.VersionID)
+			&v.Pages, &v.PDFVersion, &v.PDFA, &v.Flow, &v.indexData, &v.SealedSHA256, &v.ArchivedAt, &v.ObjectKey, &v.VersionID,
+			&v.FixityOutcome, &v.FixityAt)
 		return v, err
 	})
 	if err != nil {
