@@ -63,9 +63,13 @@ func (s *Server) listActs(w http.ResponseWriter, r *http.Request, p auth.Princip
 	if st := q.Get("registry_state"); st != "" && !slices.Contains(model.TransmissionStates, st) {
 		return badEnum("registry_state", st, model.TransmissionStates)
 	}
+	number, err := queryInt(r, "number")
+	if err != nil {
+		return err
+	}
 	acts, next, total, err := s.Store.ListActs(r.Context(), p.Scope, store.ActFilter{
 		Commune: q.Get("commune"), Year: year, Kind: kind, State: q.Get("state"), RegistryState: q.Get("registry_state"), Q: q.Get("q"),
-		Limit: limit, Cursor: q.Get("cursor"),
+		Number: number, Surname: q.Get("surname"), Limit: limit, Cursor: q.Get("cursor"),
 	})
 	if err != nil {
 		return err

@@ -80,6 +80,43 @@ func TestExportStandsAlone(t *testing.T) {
 	}
 	actA, actB, actC := *entryByFile(t, b, "a.pdf").ID, *entryByFile(t, b, "b.pdf").ID, *entryByFile(t, b, "c.pdf").ID
 
+	// Auditors search across communes (a town hall only in its own): by
+	// surname (accents and case ignored), number, commune, year, kind.
+	town := s.Token(t, auth.RoleTownhall, "", "12202")
+	for _, c := range []struct {
+		token, query string
+		want         []string
+	}{
+		{auditorToken, "surname=Martín", []string{actA, actB, actC}},
+		{auditorToken, "surname=martin&commune=12145", []string{actC}},
+		{auditorToken, "number=2&year=2021&kind=naissance", []string{actB}},
+		{auditorToken, "surname=martin&kind=deces", nil},
+		{auditorToken, "surname=durand", nil},
+		{town, "surname=MARTIN", []string{actA, actB}},
+		{town, "number=3", nil},
+	} {
+		r := send(t, s.URL, c.token, apiReq{method: "GET", path: "/api/v1/acts?" + c.query})
+		var page struct {
+			Acts []struct {
+				ID string `json:"id"`
+			} `json:"acts"`
+			Total int `json:"total"`
+		}
+		if r.status != 200 || json.Unmarshal(r.body, &page) != nil {
+			t.Fatalf("recherche %s : %d %s", c.query, r.status, r.body)
+		}
+		var got []string
+		for _, a := range page.Acts {
+			got = append(got, a.ID)
+		}
+		slices.Sort(got)
+		want := slices.Clone(c.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) || page.Total != len(want) {
+			t.Errorf("recherche %s : %v (%d), attendu %v", c.query, got, page.Total, want)
+		}
+	}
+
 	// A read before the export, which the export must carry.
 	read := send(t, s.URL, auditorToken, apiReq{method: "GET", path: "/api/v1/acts/" + actA + "/pdf",
 		header: http.Header{"Etatcivil-Purpose": {"controle"}, "Etatcivil-Reason": {"contrôle annuel"}}})

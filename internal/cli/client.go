@@ -217,12 +217,18 @@ entrées refusées avec leur message en français, pour l'équipe d'indexation.`
 }
 
 func cmdActsList(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "acts list", "[--commune INSEE] [--year A] [--kind K] [--state S] [--json]", `Liste les actes visibles avec ce jeton (toutes les pages).`)
+	fs := flags(env, "acts list", "[--commune INSEE] [--year A] [--kind K] [--state S] [--number N] [--surname NOM] [--json]", `
+Liste les actes visibles avec ce jeton (toutes les pages) : ceux de ses
+communes pour un opérateur ou une mairie, de toutes les communes pour un
+auditeur. Le nom est cherché sans tenir compte des accents ni de la casse,
+parmi les personnes de l'acte. Aucune donnée personnelle n'est affichée.`)
 	commune := fs.String("commune", "", "code INSEE")
 	year := fs.Int("year", 0, "année du registre")
 	kind := fs.String("kind", "", "naissance, mariage, deces ou reconnaissance")
 	state := fs.String("state", "", "état (validated, rejected, stalled…)")
-	q := fs.String("q", "", "numéro d'acte ou début de nom")
+	q := fs.String("q", "", "numéro d'acte ou nom")
+	number := fs.Int("number", 0, "numéro d'acte")
+	surname := fs.String("surname", "", "nom d'une personne de l'acte")
 	asJSON := fs.Bool("json", false, "sortie JSON")
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -232,13 +238,16 @@ func cmdActsList(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	v := url.Values{}
-	for k, val := range map[string]string{"commune": *commune, "kind": *kind, "state": *state, "q": *q} {
+	for k, val := range map[string]string{"commune": *commune, "kind": *kind, "state": *state, "q": *q, "surname": *surname} {
 		if val != "" {
 			v.Set(k, val)
 		}
 	}
 	if *year != 0 {
 		v.Set("year", strconv.Itoa(*year))
+	}
+	if *number != 0 {
+		v.Set("number", strconv.Itoa(*number))
 	}
 	v.Set("limit", "1000")
 	var all []store.ActSummary

@@ -136,7 +136,11 @@ type ActFilter struct {
 	// (refused, dead, overdue…).
 	RegistryState string
 	Q             string // act number, or a surname (case and accents ignored)
-	Limit         int
+	// Number and Surname are the explicit forms of Q (auditors' search
+	// across communes); both may be given, with Q too.
+	Number  int
+	Surname string
+	Limit   int
 	Cursor        string
 }
 
@@ -199,16 +203,20 @@ func (s *Store) ListActs(ctx context.Context, sc Scope, f ActFilter) ([]ActSumma
 		AND ($5 = '' OR a.state = $5)
 		AND ($6 = '' OR a.number = $7 OR a.id IN (SELECT s.act_id FROM act_surnames s
 			WHERE s.surname = etatcivil_fold($6) AND ` + scopeOn(sc, f.Commune, "s") + `))
-		AND ($8 = '' OR a.id IN (SELECT t.act_id FROM transmissions t WHERE t.state = $8 AND ` + scopeOn(sc, f.Commune, "t") + `))`
-	args := []any{sc.communeFilter(), f.Commune, f.Year, f.Kind, f.State, strings.TrimSpace(f.Q), number, f.RegistryState}
+		AND ($8 = '' OR a.id IN (SELECT t.act_id FROM transmissions t WHERE t.state = $8 AND ` + scopeOn(sc, f.Commune, "t") + `))
+		AND ($9 = 0 OR a.number = $9)
+		AND ($10 = '' OR a.id IN (SELECT s.act_id FROM act_surnames s
+			WHERE s.surname = etatcivil_fold($10) AND ` + scopeOn(sc, f.Commune, "s") + `))`
+	args := []any{sc.communeFilter(), f.Commune, f.Year, f.Kind, f.State, strings.TrimSpace(f.Q), number, f.RegistryState,
+		f.Number, strings.TrimSpace(f.Surname)}
 	var total int
 	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM acts a `+where, args...).Scan(&total); err != nil {
 		return nil, "", 0, fmt.Errorf("comptage des actes: %w", err)
 	}
 	args = append(args, afterCommune, afterYear, afterKind, afterNumber, f.Limit+1)
 	rows, err := s.Pool.Query(ctx, `WITH page AS (SELECT a.* FROM acts a `+where+`
-		AND ($9 = '' OR (a.commune, a.year, a.kind, a.number) > ($9, $10, $11, $12))
-		ORDER BY a.commune, a.year, a.kind, a.number LIMIT $13) `+
+		AND ($11 = '' OR (a.commune, a.year, a.kind, a.number) > ($11, $12, $13, $14))
+		ORDER BY a.commune, a.year, a.kind, a.number LIMIT $15) `+
 		strings.Replace(actSummarySelect, "FROM acts a", "FROM page a", 1)+` ORDER BY a.commune, a.year, a.kind, a.number`, args...)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("liste des actes: %w", err)
