@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -20,10 +21,13 @@ func TestAuditVerifyCLI(t *testing.T) {
 	ctx := context.Background()
 	verify := func() (int, map[string]any) {
 		t.Helper()
-		out, err := s.client(ctx, s.admin, "audit", "verify", "--json").Output()
+		cmd := s.client(ctx, s.admin, "audit", "verify", "--json")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
 		var rep map[string]any
 		if jerr := json.Unmarshal(out, &rep); jerr != nil {
-			t.Fatalf("audit verify : %v %s", err, out)
+			t.Fatalf("audit verify : %v %s\n%s", err, out, stderr.String())
 		}
 		return exitCode(err), rep
 	}

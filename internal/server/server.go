@@ -205,7 +205,6 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 	if err != nil {
 		return fmt.Errorf("écoute %s: %w", c.OpsAddr, err)
 	}
-	go func() { _ = ops.Serve(opsLn) }()
 
 	var apiSrv *http.Server
 	apiURL := ""
@@ -254,6 +253,9 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			}
 		}()
 	}
+	// /readyz answers only now: the API listens too, so "ready" means
+	// every listener accepts connections.
+	go func() { _ = ops.Serve(opsLn) }()
 	logger.Info("etatcivil prêt", "api", apiURL, "ops", "http://"+opsLn.Addr().String(), "workers", opt.Workers)
 	if opt.Ready != nil {
 		opt.Ready(apiURL, "http://"+opsLn.Addr().String())
