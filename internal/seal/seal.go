@@ -3,7 +3,6 @@ package seal
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -55,6 +54,12 @@ type Options struct {
 	// Timestamp, when set, timestamps the signature (PAdES B-T); nil
 	// seals at B-B.
 	Timestamp Timestamper
+	// Validation, with Timestamp, adds the validation material of the
+	// seal's and the TSA's chains in a /DSS (PAdES B-LT).
+	Validation *Validation
+	// DocTimestamp, with Validation, adds a document timestamp over the
+	// whole file, /DSS included (PAdES B-LTA).
+	DocTimestamp bool
 }
 
 // New returns the B-B sealer: a CAdES detached signature (SHA-256, RSA
@@ -83,6 +88,9 @@ func (bBSealer) Seal(ctx context.Context, in io.Reader, size int64, key *Key, op
 	}
 	if size <= 0 {
 		return nil, 0, fmt.Errorf("%w: empty input", ErrInvalidPDF)
+	}
+	if (opt.Validation != nil && opt.Timestamp == nil) || (opt.DocTimestamp && opt.Validation == nil) {
+		return nil, 0, errors.New("seal: B-LT needs a timestamp, B-LTA validation material too")
 	}
 	f, err := os.CreateTemp("", "etatcivil-seal-*.pdf")
 	if err != nil {
@@ -118,7 +126,7 @@ func (bBSealer) Seal(ctx context.Context, in io.Reader, size int64, key *Key, op
 	if opt.Name == "" {
 		opt.Name = key.Label
 	}
-	u, err := st.buildUpdate(size, h.Sum(nil), cmsOverhead(key, opt.Timestamp != nil), opt)
+	u, err := st.buildUpdate(size, h.Sum(nil), cmsOverhead(key, opt.Timestamp != nil), opt, false)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -134,10 +142,29 @@ func (bBSealer) Seal(ctx context.Context, in io.Reader, size int64, key *Key, op
 	if _, err := f.WriteAt(u.buf, size); err != nil {
 		return nil, 0, fmt.Errorf("seal: write update: %w", err)
 	}
+	total := size + int64(len(u.buf))
+	if opt.Validation != nil {
+		si, err := parseCMS(cms)
+		if err != nil {
+			return nil, 0, err
+		}
+		m, err := opt.Validation.material(ctx, si)
+		if err != nil {
+			return nil, 0, err
+		}
+		if total, err = appendDSS(f, total, m); err != nil {
+			return nil, 0, err
+		}
+		if opt.DocTimestamp {
+			if total, err = appendDocTimestamp(ctx, f, total, opt.Timestamp); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return nil, 0, fmt.Errorf("seal: rewind: %w", err)
 	}
-	return tempFile{f}, size + int64(len(u.buf)), nil
+	return tempFile{f}, total, nil
 }
 
 func moreThan(copied, size int64) string {
@@ -182,6 +209,10 @@ type structure struct {
 	id0        string      // PDF syntax of the first /ID element, "" if none
 	info       *types.IndirectRef
 	endsInEOL  bool
+	// dss is the catalog's /DSS, dereferenced, with its /Certs, /OCSPs and
+	// /CRLs arrays dereferenced too (nil if none): a later update merges.
+	dss       types.Dict
+	dssArrays map[string]types.Array
 }
 
 var objHeader = regexp.MustCompile(`^\s*\d+\s+\d+\s+obj\b`)
@@ -269,6 +300,19 @@ func readStructure(f *os.File, size int64) (st *structure, err error) {
 	if len(xt.ID) > 0 {
 		st.id0 = xt.ID[0].PDFString()
 	}
+	if o, ok := st.catalog.Find("DSS"); ok {
+		if st.dss, err = xt.DereferenceDict(o); err != nil {
+			return nil, fmt.Errorf("%w: DSS: %w", ErrInvalidPDF, err)
+		}
+		st.dssArrays = map[string]types.Array{}
+		for _, k := range []string{"Certs", "OCSPs", "CRLs"} {
+			if ao, ok := st.dss.Find(k); ok {
+				if st.dssArrays[k], err = xt.DereferenceArray(ao); err != nil {
+					return nil, fmt.Errorf("%w: DSS %s: %w", ErrInvalidPDF, k, err)
+				}
+			}
+		}
+	}
 	return st, nil
 }
 
@@ -286,7 +330,11 @@ const byteRangeWidth = 64 // room for "0 a b c" with 19-digit numbers
 // buildUpdate writes the incremental update: signature dictionary,
 // signature field, catalog with /AcroForm, page 1 with /Annots, xref
 // section and trailer. The ByteRange is filled in; Contents is zeros.
-func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt Options) (*update, error) {
+//
+// With docTS, the dictionary is a document timestamp (B-LTA): /Type
+// /DocTimeStamp, SubFilter ETSI.RFC3161, no /M nor names; Contents will
+// be an RFC 3161 token over the ByteRange's digest.
+func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt Options, docTS bool) (*update, error) {
 	var b bytes.Buffer
 	if !st.endsInEOL {
 		b.WriteByte('\n')
@@ -302,7 +350,11 @@ func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt
 
 	// Signature dictionary.
 	begin(sigNr, 0)
-	b.WriteString("<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached\n/ByteRange [")
+	if docTS {
+		b.WriteString("<< /Type /DocTimeStamp /Filter /Adobe.PPKLite /SubFilter /ETSI.RFC3161\n/ByteRange [")
+	} else {
+		b.WriteString("<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached\n/ByteRange [")
+	}
 	byteRangeAt := b.Len()
 	b.WriteString(strings.Repeat(" ", byteRangeWidth))
 	b.WriteString("]\n/Contents ")
@@ -311,10 +363,12 @@ func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt
 	b.WriteString(strings.Repeat("0", 2*reserve))
 	b.WriteByte('>')
 	contentsEnd := b.Len()
-	fmt.Fprintf(&b, "\n/M %s", pdfText(pdfDate(opt.Time)))
-	for _, e := range []struct{ k, v string }{{"Reason", opt.Reason}, {"Location", opt.Location}, {"Name", opt.Name}} {
-		if e.v != "" {
-			fmt.Fprintf(&b, "\n/%s %s", e.k, pdfText(e.v))
+	if !docTS {
+		fmt.Fprintf(&b, "\n/M %s", pdfText(pdfDate(opt.Time)))
+		for _, e := range []struct{ k, v string }{{"Reason", opt.Reason}, {"Location", opt.Location}, {"Name", opt.Name}} {
+			if e.v != "" {
+				fmt.Fprintf(&b, "\n/%s %s", e.k, pdfText(e.v))
+			}
 		}
 	}
 	b.WriteString(" >>\nendobj\n")
@@ -322,7 +376,7 @@ func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt
 	// Signature field merged with its invisible widget (F 132 = Print|Locked).
 	begin(fieldNr, 0)
 	fmt.Fprintf(&b, "<< /Type /Annot /Subtype /Widget /FT /Sig /T %s /V %d 0 R /Rect [0 0 0 0] /F 132 /P %s >>\nendobj\n",
-		pdfText(fmt.Sprintf("Cachet etatcivil %d", sigNr)), sigNr, st.page.PDFString())
+		pdfText(fmt.Sprintf("%s etatcivil %d", map[bool]string{false: "Cachet", true: "Horodatage"}[docTS], sigNr)), sigNr, st.page.PDFString())
 	fieldRef := *types.NewIndirectRef(fieldNr, 0)
 
 	// Catalog: every entry kept, /AcroForm replaced by a direct dictionary
@@ -352,24 +406,15 @@ func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt
 	b.WriteString(page.PDFString())
 	b.WriteString("\nendobj\n")
 
-	// Trailer entries.
-	id1 := make([]byte, 16)
-	if _, err := rand.Read(id1); err != nil {
-		return nil, fmt.Errorf("seal: file identifier: %w", err)
-	}
-	id0 := st.id0
-	if id0 == "" {
-		id0 = "<" + hex.EncodeToString(origDigest[:16]) + ">"
-	}
-	trailer := fmt.Sprintf("/Root %s /Prev %d /ID [%s <%s>]", st.root.PDFString(), st.prevXRef, id0, hex.EncodeToString(id1))
-	if st.info != nil {
-		trailer += " /Info " + st.info.PDFString()
+	trailer, err := st.trailerEntries(origDigest)
+	if err != nil {
+		return nil, err
 	}
 
 	if st.xrefStream {
-		st.writeXRefStream(&b, base, offsets, gens, trailer)
+		st.writeXRefStream(&b, base, offsets, gens, trailer, st.size+2)
 	} else {
-		st.writeXRefTable(&b, base, offsets, gens, trailer)
+		st.writeXRefTable(&b, base, offsets, gens, trailer, st.size+2)
 	}
 
 	u := &update{buf: b.Bytes(), base: base, contentsStart: contentsStart, contentsEnd: contentsEnd}
@@ -405,7 +450,9 @@ func subsections(nrs []int) [][]int {
 	return runs
 }
 
-func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string) {
+// writeXRefTable ends an update with a cross-reference table for offsets
+// and its trailer; next is the first object number the update leaves free.
+func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) {
 	xrefAt := base + int64(b.Len())
 	b.WriteString("xref\n")
 	for _, run := range subsections(objNumbers(offsets)) {
@@ -414,11 +461,13 @@ func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int
 			fmt.Fprintf(b, "%010d %05d n\r\n", offsets[nr], gens[nr])
 		}
 	}
-	fmt.Fprintf(b, "trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n", st.size+2, trailer, xrefAt)
+	fmt.Fprintf(b, "trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n", next, trailer, xrefAt)
 }
 
-func (st *structure) writeXRefStream(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string) {
-	xrefNr := st.size + 2
+// writeXRefStream is writeXRefTable for files whose last section is a
+// cross-reference stream; the stream itself takes object number next.
+func (st *structure) writeXRefStream(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) {
+	xrefNr := next
 	xrefAt := base + int64(b.Len())
 	offsets[xrefNr] = xrefAt
 	gens[xrefNr] = 0

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Info describes a verified seal.
@@ -27,8 +30,10 @@ type Info struct {
 	SubFilter string
 	// Reason and Location are the /Reason and /Location entries, if any.
 	Reason, Location string
-	// Level is the PAdES level reached: "B-B", or "B-T" with a signature
-	// timestamp that verified.
+	// Level is the PAdES level reached: "B-B"; "B-T" with a signature
+	// timestamp that verified; "B-LT" with validation material (a
+	// revocation answer at least) added after it; "B-LTA" with a document
+	// timestamp over the whole file that verified.
 	Level string
 	// TimestampToken is the RFC 3161 token over the signature value (B-T),
 	// nil if none; TimestampTime its time, once verified.
@@ -37,6 +42,22 @@ type Info struct {
 
 	// Signature is the CMS signature value, which a B-T timestamp covers.
 	Signature []byte
+	// Covered is how many bytes of the file the seal covers: the whole
+	// file at B-B and B-T; the rest are validation material and document
+	// timestamps (B-LT, B-LTA).
+	Covered int64
+	// DSS counts the validation material added after the seal.
+	DSS DSSInfo
+	// DocTimestamps are the document timestamps after the seal, in order.
+	DocTimestamps []DocTimestamp
+}
+
+// DSSInfo counts what the document security stores added after a seal
+// carry.
+type DSSInfo struct {
+	Certs int `json:"certs"`
+	OCSPs int `json:"ocsps"`
+	CRLs  int `json:"crls"`
 }
 
 // TimestampVerifier checks an RFC 3161 token over imprint (the SHA-256 of
@@ -61,7 +82,7 @@ func VerifyTimestamped(sealed []byte, roots *x509.CertPool, verifyTS TimestampVe
 			return info, err
 		}
 		info.Level, info.TimestampTime = "B-T", at
-		return info, nil
+		return info, longTerm(&info, verifyTS)
 	}
 	if err != nil || info.TimestampToken == nil {
 		return info, err
@@ -75,7 +96,28 @@ func VerifyTimestamped(sealed []byte, roots *x509.CertPool, verifyTS TimestampVe
 		return info, fmt.Errorf("%w: signature timestamp: %w", ErrInvalidSignature, err)
 	}
 	info.Level, info.TimestampTime = "B-T", at
-	return info, nil
+	return info, longTerm(&info, verifyTS)
+}
+
+// longTerm raises a B-T seal's level: B-LT when validation material with
+// a revocation answer follows it, B-LTA when document timestamps follow
+// too, each of which must verify (their times are set).
+func longTerm(info *Info, verifyTS TimestampVerifier) error {
+	for i, d := range info.DocTimestamps {
+		at, err := verifyTS(d.Token, d.Digest)
+		if err != nil {
+			return fmt.Errorf("%w: document timestamp %d: %w", ErrInvalidSignature, i+1, err)
+		}
+		info.DocTimestamps[i].Time = at
+	}
+	if info.DSS.OCSPs+info.DSS.CRLs == 0 {
+		return nil
+	}
+	info.Level = "B-LT"
+	if len(info.DocTimestamps) > 0 {
+		info.Level = "B-LTA"
+	}
+	return nil
 }
 
 var (
@@ -105,64 +147,133 @@ func Verify(sealed []byte, roots *x509.CertPool) (Info, error) {
 	return verifyAt(sealed, roots, time.Time{})
 }
 
+// sigEntry is one signature dictionary found in a file: its ByteRange,
+// the end of the part it covers, its SubFilter and Contents (DER).
+type sigEntry struct {
+	at        int // offset of the /ByteRange match
+	br        [4]int64
+	end       int64
+	subFilter string
+	dict      []byte // the dictionary's text without Contents
+	der       []byte
+}
+
+// signatures lists the signature dictionaries (signatures and document
+// timestamps) of a file, in file order, each with a ByteRange starting at
+// 0 and leaving out exactly its own Contents hex string.
+func signatures(sealed []byte) ([]sigEntry, error) {
+	var out []sigEntry
+	size := int64(len(sealed))
+	for _, loc := range byteRangeRe.FindAllSubmatchIndex(sealed, -1) {
+		var e sigEntry
+		e.at = loc[0]
+		for i := range e.br {
+			v, err := strconv.ParseInt(string(sealed[loc[2+2*i]:loc[3+2*i]]), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: ByteRange: %w", ErrInvalidSignature, err)
+			}
+			e.br[i] = v
+		}
+		cStart, cEnd := e.br[1], e.br[2]
+		e.end = cEnd + e.br[3]
+		if e.br[0] != 0 || cStart <= 0 || cEnd <= cStart+1 || e.br[3] < 0 || e.end > size || int64(loc[0]) > e.end {
+			return nil, fmt.Errorf("%w: ByteRange %v does not fit the file of %d bytes", ErrInvalidSignature, e.br, size)
+		}
+		if sealed[cStart] != '<' || sealed[cEnd-1] != '>' {
+			return nil, fmt.Errorf("%w: ByteRange gap is not the Contents hex string", ErrInvalidSignature)
+		}
+		if !bytes.HasSuffix(bytes.TrimRight(sealed[:cStart], " \t\r\n"), []byte("/Contents")) {
+			return nil, fmt.Errorf("%w: ByteRange gap does not follow /Contents", ErrInvalidSignature)
+		}
+		hexContents := sealed[cStart+1 : cEnd-1]
+		padded := make([]byte, hex.DecodedLen(len(hexContents)))
+		if _, err := hex.Decode(padded, hexContents); err != nil {
+			return nil, fmt.Errorf("%w: Contents: %w", ErrInvalidSignature, err)
+		}
+		// Contents is zero-padded to its reserved size: keep the one DER
+		// element it holds.
+		var elem cryptobyte.String
+		var tag cbasn1.Tag
+		in := cryptobyte.String(padded)
+		if !in.ReadAnyASN1Element(&elem, &tag) {
+			return nil, fmt.Errorf("%w: Contents is not DER", ErrInvalidSignature)
+		}
+		e.der = elem
+		e.dict = sigDictText(sealed, loc[0], int(cStart), int(cEnd))
+		if m := subFilterRe.FindSubmatch(e.dict); m != nil {
+			e.subFilter = string(m[1])
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// DocTimestamp is a document timestamp (PAdES B-LTA) found after a seal.
+type DocTimestamp struct {
+	// Token is the RFC 3161 token; Digest the SHA-256 of the bytes it
+	// covers, which its imprint must be.
+	Token, Digest []byte
+	// Covered is how many bytes of the file it covers.
+	Covered int64
+	// Time is the token's time, once verified.
+	Time time.Time
+}
+
 // verifyAt is Verify with the signer's chain checked at time at (now
 // when zero).
 func verifyAt(sealed []byte, roots *x509.CertPool, at time.Time) (Info, error) {
-	locs := byteRangeRe.FindAllSubmatchIndex(sealed, -1)
-	if len(locs) == 0 {
-		return Info{}, ErrNoSignature
-	}
-	loc := locs[len(locs)-1]
-	var br [4]int64
-	for i := range br {
-		v, err := strconv.ParseInt(string(sealed[loc[2+2*i]:loc[3+2*i]]), 10, 64)
-		if err != nil {
-			return Info{}, fmt.Errorf("%w: ByteRange: %w", ErrInvalidSignature, err)
-		}
-		br[i] = v
-	}
-	size := int64(len(sealed))
-	cStart, cEnd := br[1], br[2]
-	if br[0] != 0 || cStart <= 0 || cEnd <= cStart+1 || cEnd+br[3] != size {
-		return Info{}, fmt.Errorf("%w: ByteRange %v does not cover the whole file of %d bytes", ErrInvalidSignature, br, size)
-	}
-	if sealed[cStart] != '<' || sealed[cEnd-1] != '>' {
-		return Info{}, fmt.Errorf("%w: ByteRange gap is not the Contents hex string", ErrInvalidSignature)
-	}
-	// The gap must be the /Contents value of the same dictionary.
-	if !bytes.HasSuffix(bytes.TrimRight(sealed[:cStart], " \t\r\n"), []byte("/Contents")) {
-		return Info{}, fmt.Errorf("%w: ByteRange gap does not follow /Contents", ErrInvalidSignature)
-	}
-	hexContents := sealed[cStart+1 : cEnd-1]
-	der := make([]byte, hex.DecodedLen(len(hexContents)))
-	if _, err := hex.Decode(der, hexContents); err != nil {
-		return Info{}, fmt.Errorf("%w: Contents: %w", ErrInvalidSignature, err)
-	}
-
-	si, err := parseCMS(der)
+	sigs, err := signatures(sealed)
 	if err != nil {
 		return Info{}, err
 	}
+	idx := -1
+	for i, e := range sigs {
+		if e.subFilter != subFilterDocTS {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return Info{}, ErrNoSignature
+	}
+	sig := sigs[idx]
+	si, err := parseCMS(sig.der)
+	if err != nil {
+		return Info{}, err
+	}
+	cStart, cEnd := sig.br[1], sig.br[2]
 	h := si.digestAlg.New()
 	h.Write(sealed[:cStart])
-	h.Write(sealed[cEnd:])
+	h.Write(sealed[cEnd:sig.end])
 	if err := si.check(h.Sum(nil)); err != nil {
 		return Info{}, err
 	}
 	info := Info{Signer: si.signer.Subject.String(), Certificate: si.signer, Level: "B-B", TimestampToken: si.timestampToken,
-		Signature: si.signature}
-	dict := sigDictText(sealed, loc[0], int(cStart), int(cEnd))
-	if m := subFilterRe.FindSubmatch(dict); m != nil {
-		info.SubFilter = string(m[1])
-	}
-	if m := mDateRe.FindSubmatch(dict); m != nil {
+		Signature: si.signature, SubFilter: sig.subFilter, Covered: sig.end}
+	if m := mDateRe.FindSubmatch(sig.dict); m != nil {
 		info.SigningTime = parsePDFDate(decodePDFString(string(m[1])))
 	}
-	if m := reasonRe.FindSubmatch(dict); m != nil {
+	if m := reasonRe.FindSubmatch(sig.dict); m != nil {
 		info.Reason = decodePDFString(string(m[1]))
 	}
-	if m := locationRe.FindSubmatch(dict); m != nil {
+	if m := locationRe.FindSubmatch(sig.dict); m != nil {
 		info.Location = decodePDFString(string(m[1]))
+	}
+	// After the seal: only validation material and document timestamps.
+	if sig.end < int64(len(sealed)) {
+		dss, err := checkTail(sealed, sig.end)
+		if err != nil {
+			return info, err
+		}
+		info.DSS = dss
+		for _, e := range sigs[idx+1:] {
+			if e.end <= sig.end {
+				return info, fmt.Errorf("%w: a document timestamp covers less than the seal", ErrInvalidSignature)
+			}
+			d := sha256.New()
+			d.Write(sealed[:e.br[1]])
+			d.Write(sealed[e.br[2]:e.end])
+			info.DocTimestamps = append(info.DocTimestamps, DocTimestamp{Token: e.der, Digest: d.Sum(nil), Covered: e.end})
+		}
 	}
 
 	if err := si.verifyChain(roots, at); err != nil {

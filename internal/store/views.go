@@ -141,7 +141,7 @@ type ActFilter struct {
 	Number  int
 	Surname string
 	Limit   int
-	Cursor        string
+	Cursor  string
 }
 
 // ActSummary is one act in a list: the act and its latest version's state.

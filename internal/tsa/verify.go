@@ -28,6 +28,9 @@ type Info struct {
 	Policy asn1.ObjectIdentifier
 	// Signer is the TSA certificate that signed the token.
 	Signer *x509.Certificate
+	// Certs are the certificates the token carries (the signer's among
+	// them when the request asked for it).
+	Certs []*x509.Certificate
 	// Nonce is the TSTInfo nonce, nil when absent.
 	Nonce *big.Int
 	// Hash and Digest are the time-stamped message imprint.
@@ -56,7 +59,7 @@ func Verify(token []byte, digest []byte, hash crypto.Hash, roots *x509.CertPool)
 		return Info{}, err
 	}
 	info := t.info
-	info.Signer = t.signer
+	info.Signer, info.Certs = t.signer, t.certs
 	if digest != nil {
 		if info.Hash != hash || !bytes.Equal(info.Digest, digest) {
 			return Info{}, fmt.Errorf("%w: message imprint is not the expected %v digest", ErrInvalidToken, hash)

@@ -1,0 +1,202 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
+
+	"github.com/etatcivil/etatcivil/internal/revocation"
+	"github.com/etatcivil/etatcivil/internal/tsa"
+)
+
+// Validation makes long-term seals (PAdES B-LT): after the signature and
+// its timestamp, an incremental update adds a /DSS dictionary with the
+// certificates of the seal's chain and of the TSA's, and for each an OCSP
+// response or a CRL, fetched at sealing time.
+type Validation struct {
+	// Roots are the anchors chains are built to (nil: the system's).
+	Roots *x509.CertPool
+	// Collect gathers the validation material of a chain, leaf first,
+	// ending at a root (revocation.Fetcher.Collect).
+	Collect func(ctx context.Context, chain []*x509.Certificate) (revocation.Material, error)
+}
+
+// chainOf builds leaf's chain to v.Roots through intermediates, leaf
+// first; usage is the extended key usage the leaf must allow.
+func (v *Validation) chainOf(leaf *x509.Certificate, intermediates []*x509.Certificate, usage x509.ExtKeyUsage) ([]*x509.Certificate, error) {
+	pool := x509.NewCertPool()
+	for _, c := range intermediates {
+		if c != leaf {
+			pool.AddCert(c)
+		}
+	}
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: v.Roots, Intermediates: pool, KeyUsages: []x509.ExtKeyUsage{usage}})
+	if err != nil {
+		return nil, fmt.Errorf("%w: chain of %q: %w", ErrUntrusted, leaf.Subject.CommonName, err)
+	}
+	return chains[0], nil
+}
+
+// material gathers the validation material of a CAdES signature: its
+// signer's chain and, if it is timestamped, the TSA's.
+func (v *Validation) material(ctx context.Context, si *signerInfo) (revocation.Material, error) {
+	var m revocation.Material
+	chain, err := v.chainOf(si.signer, si.certs, x509.ExtKeyUsageAny)
+	if err != nil {
+		return m, err
+	}
+	got, err := v.Collect(ctx, chain)
+	if err != nil {
+		return m, err
+	}
+	m.Add(got)
+	if si.timestampToken != nil {
+		tm, err := v.tokenMaterial(ctx, si.timestampToken)
+		if err != nil {
+			return m, err
+		}
+		m.Add(tm)
+	}
+	return m, nil
+}
+
+// tokenMaterial gathers the validation material of an RFC 3161 token's
+// TSA chain.
+func (v *Validation) tokenMaterial(ctx context.Context, token []byte) (revocation.Material, error) {
+	info, err := tsa.Verify(token, nil, 0, nil)
+	if err != nil {
+		return revocation.Material{}, fmt.Errorf("%w: timestamp: %w", ErrInvalidSignature, err)
+	}
+	chain, err := v.chainOf(info.Signer, info.Certs, x509.ExtKeyUsageTimeStamping)
+	if err != nil {
+		return revocation.Material{}, err
+	}
+	return v.Collect(ctx, chain)
+}
+
+// appendDSS appends to the size bytes of f an incremental update adding
+// m to the document security store (a /DSS created, or the existing one
+// extended), and returns the new size.
+func appendDSS(f *os.File, size int64, m revocation.Material) (int64, error) {
+	st, err := readStructure(f, size)
+	if err != nil {
+		return 0, err
+	}
+	var b bytes.Buffer
+	if !st.endsInEOL {
+		b.WriteByte('\n')
+	}
+	offsets, gens := map[int]int64{}, map[int]int{}
+	nr := st.size
+	begin := func(n, gen int) {
+		offsets[n] = size + int64(b.Len())
+		gens[n] = gen
+		fmt.Fprintf(&b, "%d %d obj\n", n, gen)
+	}
+	dss := types.Dict{}
+	for k, v := range st.dss {
+		dss[k] = v
+	}
+	dss["Type"] = types.Name("DSS")
+	for _, part := range []struct {
+		key   string
+		items [][]byte
+	}{{"Certs", m.Certs}, {"OCSPs", m.OCSPs}, {"CRLs", m.CRLs}} {
+		arr := slices.Clone(st.dssArrays[part.key])
+		for _, it := range part.items {
+			begin(nr, 0)
+			fmt.Fprintf(&b, "<< /Length %d >>\nstream\n", len(it))
+			b.Write(it)
+			b.WriteString("\nendstream\nendobj\n")
+			arr = append(arr, *types.NewIndirectRef(nr, 0))
+			nr++
+		}
+		if len(arr) > 0 {
+			dss[part.key] = arr
+		}
+	}
+	dssNr := nr
+	nr++
+	begin(dssNr, 0)
+	b.WriteString(dss.PDFString())
+	b.WriteString("\nendobj\n")
+	cat := types.Dict{}
+	for k, v := range st.catalog {
+		cat[k] = v
+	}
+	cat["DSS"] = *types.NewIndirectRef(dssNr, 0)
+	begin(st.root.ObjectNumber.Value(), st.root.GenerationNumber.Value())
+	b.WriteString(cat.PDFString())
+	b.WriteString("\nendobj\n")
+	trailer, err := st.trailerEntries(make([]byte, 16))
+	if err != nil {
+		return 0, err
+	}
+	if st.xrefStream {
+		st.writeXRefStream(&b, size, offsets, gens, trailer, nr)
+	} else {
+		st.writeXRefTable(&b, size, offsets, gens, trailer, nr)
+	}
+	if _, err := f.WriteAt(b.Bytes(), size); err != nil {
+		return 0, fmt.Errorf("seal: write DSS: %w", err)
+	}
+	return size + int64(b.Len()), nil
+}
+
+// trailerEntries are an update's trailer entries but /Size: the same
+// /Root, /Info and first /ID (the first 16 bytes of origDigest if the
+// file had none), a new second /ID, /Prev.
+func (st *structure) trailerEntries(origDigest []byte) (string, error) {
+	id1 := make([]byte, 16)
+	if _, err := rand.Read(id1); err != nil {
+		return "", fmt.Errorf("seal: file identifier: %w", err)
+	}
+	id0 := st.id0
+	if id0 == "" {
+		id0 = "<" + hex.EncodeToString(origDigest[:16]) + ">"
+	}
+	t := fmt.Sprintf("/Root %s /Prev %d /ID [%s <%s>]", st.root.PDFString(), st.prevXRef, id0, hex.EncodeToString(id1))
+	if st.info != nil {
+		t += " /Info " + st.info.PDFString()
+	}
+	return t, nil
+}
+
+// appendDocTimestamp appends to the size bytes of f a document timestamp
+// (PAdES B-LTA): a signature dictionary of SubFilter ETSI.RFC3161 whose
+// Contents is an RFC 3161 token over the SHA-256 of its ByteRange, which
+// covers the whole file but the token. It returns the new size.
+func appendDocTimestamp(ctx context.Context, f *os.File, size int64, ts Timestamper) (int64, error) {
+	st, err := readStructure(f, size)
+	if err != nil {
+		return 0, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
+		return 0, fmt.Errorf("seal: read: %w", err)
+	}
+	u, err := st.buildUpdate(size, h.Sum(nil), timestampReserveBytes, Options{}, true)
+	if err != nil {
+		return 0, err
+	}
+	token, err := ts(ctx, u.digest(h))
+	if err != nil {
+		return 0, err
+	}
+	if err := u.setContents(token); err != nil {
+		return 0, err
+	}
+	if _, err := f.WriteAt(u.buf, size); err != nil {
+		return 0, fmt.Errorf("seal: write document timestamp: %w", err)
+	}
+	return size + int64(len(u.buf)), nil
+}
