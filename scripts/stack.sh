@@ -207,11 +207,27 @@ up() {
 	export ETATCIVIL_S3_ACCESS_KEY="$access" ETATCIVIL_S3_SECRET_KEY="$secretkey"
 	export ETATCIVIL_TOKEN_PEPPER="$pepper" ETATCIVIL_RETENTION=1d
 	# A clearly labelled development CA and seal: the default seal of every
-	# hub without one of its own (hub set-seal).
-	"$EC" dev pki "$LOCAL/pki"
-	# A local RFC 3161 time-stamp authority on the same PKI: hubs seal at
-	# B-T by default.
-	local tsaaddr=${ETATCIVIL_TSA_ADDR:-127.0.0.1:$tsaport}
+	# hub without one of its own (hub set-seal). Its certificates name the
+	# development OCSP responder and CRLs, which the TSA's address serves.
+	# The address is kept from one run to the next (the certificates name
+	# it; a new one means a new PKI, and acts sealed before no longer
+	# verify), unless something else listens there now.
+	local tsaaddr=${ETATCIVIL_TSA_ADDR:-}
+	if [ -z "$tsaaddr" ]; then
+		tsaaddr=127.0.0.1:$tsaport
+		if [ -s "$LOCAL/pki/tsa-addr" ]; then
+			local kept
+			kept=$(cat "$LOCAL/pki/tsa-addr")
+			if ! (exec 3<>"/dev/tcp/${kept%%:*}/${kept##*:}") 2>/dev/null; then
+				tsaaddr=$kept
+			fi
+		fi
+	fi
+	mkdir -p "$LOCAL/pki"
+	echo "$tsaaddr" >"$LOCAL/pki/tsa-addr"
+	"$EC" dev pki "$LOCAL/pki" "http://$tsaaddr"
+	# A local RFC 3161 time-stamp authority on the same PKI, with the OCSP
+	# responder and CRLs: hubs seal at B-LT by default.
 	start_bg tsa "$EC" dev tsa "$LOCAL/pki" "$tsaaddr"
 	export ETATCIVIL_TSA_URL="http://$tsaaddr"
 	export ETATCIVIL_TRUST_ROOTS="$LOCAL/pki/dev-root.pem:$LOCAL/pki/dev-tsa-root.pem"

@@ -33,8 +33,23 @@ type Report struct {
 	ActID   string  `json:"act_id"`
 	Version int     `json:"version"`
 	OK      bool    `json:"ok"`
-	Level   string  `json:"level"` // PAdES level verified: B-B, B-T, or "" if the seal does not verify
+	Level   string  `json:"level"` // PAdES level verified: B-B, B-T, B-LT, B-LTA, or "" if the seal does not verify
 	Checks  []Check `json:"checks"`
+	// Timestamps is the chain of timestamps, in order: the signature's
+	// (B-T), then each document timestamp (B-LTA, and each
+	// re-timestamping).
+	Timestamps []ReportTimestamp `json:"timestamps"`
+	// Validation counts the validation material embedded after the seal
+	// (B-LT); null if none.
+	Validation *seal.DSSInfo `json:"validation"`
+}
+
+// ReportTimestamp is one timestamp of a seal.
+type ReportTimestamp struct {
+	Kind string    `json:"kind"` // "signature" or "document"
+	Time time.Time `json:"time"`
+	// Covered is how many bytes of the file a document timestamp covers.
+	Covered int64 `json:"covered,omitempty"`
 }
 
 func (r *Report) add(name string, ok bool, detail string) {
@@ -51,7 +66,7 @@ func (s *Server) Verify(ctx context.Context, p auth.Principal, actID string, ver
 	if err != nil {
 		return Report{}, err
 	}
-	r := Report{ActID: v.ActID, Version: v.Version, Checks: []Check{}}
+	r := Report{ActID: v.ActID, Version: v.Version, Checks: []Check{}, Timestamps: []ReportTimestamp{}}
 	// An unavailable store is an error (503), not a verdict; anything else
 	// that keeps the object from being read is a missing object.
 	missing := func(err error) (Report, error) {
@@ -108,8 +123,17 @@ func (s *Server) Verify(ctx context.Context, p auth.Principal, actID string, ver
 	} else {
 		r.Level = info.Level
 		d := fmt.Sprintf("PAdES %s, %s", info.Level, info.Signer)
-		if info.Level == "B-T" {
+		if !info.TimestampTime.IsZero() {
 			d += ", horodaté le " + info.TimestampTime.UTC().Format(time.RFC3339)
+			r.Timestamps = append(r.Timestamps, ReportTimestamp{Kind: "signature", Time: info.TimestampTime.UTC()})
+		}
+		if n := info.DSS; n.Certs+n.OCSPs+n.CRLs > 0 {
+			r.Validation = &n
+			d += fmt.Sprintf(" ; données de validation : %d certificat(s), %d réponse(s) OCSP, %d liste(s) de révocation", n.Certs, n.OCSPs, n.CRLs)
+		}
+		for _, ts := range info.DocTimestamps {
+			r.Timestamps = append(r.Timestamps, ReportTimestamp{Kind: "document", Time: ts.Time.UTC(), Covered: ts.Covered})
+			d += " ; horodatage de document du " + ts.Time.UTC().Format(time.RFC3339)
 		}
 		r.add("seal_valid", true, d)
 	}

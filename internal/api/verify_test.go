@@ -53,11 +53,15 @@ func TestIntegrityReport(t *testing.T) {
 		return strings.Join(out, ",")
 	}
 	r := report()
-	if !r.OK || r.Level != "B-T" || len(r.Checks) != 6 || failing(r) != "" {
+	// Hubs seal at B-LT by default: the validation material of both
+	// chains (the development PKI names a live OCSP responder and CRLs).
+	if !r.OK || r.Level != "B-LT" || len(r.Checks) != 6 || failing(r) != "" || r.Validation == nil || r.Validation.OCSPs+r.Validation.CRLs == 0 ||
+		len(r.Timestamps) != 1 || r.Timestamps[0].Kind != "signature" {
 		t.Fatalf("rapport : %+v", r)
 	}
 	for _, c := range r.Checks {
-		if c.Name == "seal_valid" && (!strings.Contains(c.Detail, "PAdES B-T") || !strings.Contains(c.Detail, "horodaté le")) {
+		if c.Name == "seal_valid" && (!strings.Contains(c.Detail, "PAdES B-LT") || !strings.Contains(c.Detail, "horodaté le") ||
+			!strings.Contains(c.Detail, "données de validation")) {
 			t.Errorf("détail du cachet : %q", c.Detail)
 		}
 	}

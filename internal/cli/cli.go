@@ -63,7 +63,7 @@ func commands() []command {
 		{"hub create", "crée un opérateur et ses communes adhérentes", cmdHubCreate},
 		{"hub update", "ajoute ou retire des communes adhérentes", cmdHubUpdate},
 		{"hub set-seal", "donne à un opérateur son cachet (certificat et clé)", cmdHubSetSeal},
-		{"hub set-level", "fixe le niveau PAdES des cachets d'un opérateur (B-B ou B-T)", cmdHubSetLevel},
+		{"hub set-level", "fixe le niveau PAdES des cachets d'un opérateur (B-B, B-T, B-LT, B-LTA)", cmdHubSetLevel},
 		{"hub show", "affiche un opérateur et ses communes", cmdHubShow},
 		{"token create", "crée un jeton d'accès (imprimé seul sur la sortie standard)", cmdTokenCreate},
 		{"token list", "liste les jetons", cmdTokenList},

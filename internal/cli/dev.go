@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/revocation"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/tsa"
@@ -23,7 +24,7 @@ import (
 // URL, and checking a demo batch against its expected outcome.
 func cmdDev(ctx context.Context, env *Env, args []string) error {
 	if len(args) == 0 {
-		return usagef("dev ports N | dev wait URL [DURÉE] | dev expect DOSSIER LOT.json | dev pki DOSSIER | dev tsa DOSSIER HÔTE:PORT")
+		return usagef("dev ports N | dev wait URL [DURÉE] | dev expect DOSSIER LOT.json | dev pki DOSSIER [URL] | dev tsa DOSSIER HÔTE:PORT")
 	}
 	switch args[0] {
 	case "ports":
@@ -82,11 +83,24 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 		if len(args) != 3 {
 			return usagef("dev tsa DOSSIER HÔTE:PORT")
 		}
-		srv, err := tsa.DevTSA(args[1])
+		// The same address serves the development OCSP responder and CRLs
+		// (/ocsp, /crl/NAME.crl) the development certificates name, for
+		// B-LT seals.
+		base := "http://" + args[2]
+		srv, err := tsa.DevTSAWithRevocation(args[1], base)
 		if err != nil {
 			return err
 		}
-		hs := &http.Server{Addr: args[2], Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+		resp, err := devResponder(args[1])
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/", srv)
+		mux.Handle("/ocsp", resp)
+		mux.Handle("/ocsp/", resp)
+		mux.Handle("/crl/", resp)
+		hs := &http.Server{Addr: args[2], Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			<-ctx.Done()
 			_ = hs.Close()
@@ -97,13 +111,17 @@ func cmdDev(ctx context.Context, env *Env, args []string) error {
 		}
 		return nil
 	case "pki":
-		if len(args) != 2 {
-			return usagef("dev pki DOSSIER")
+		if len(args) != 2 && len(args) != 3 {
+			return usagef("dev pki DOSSIER [URL du service de révocation]")
 		}
 		if err := os.MkdirAll(args[1], 0o700); err != nil {
 			return err
 		}
-		return seal.DevCA(args[1])
+		base := ""
+		if len(args) == 3 {
+			base = args[2]
+		}
+		return seal.DevCAWithRevocation(args[1], base)
 	case "expect":
 		if len(args) != 3 {
 			return usagef("dev expect DOSSIER LOT.json")
@@ -165,4 +183,18 @@ func expect(env *Env, dir, batchFile string) error {
 	}
 	fmt.Fprintf(env.Stdout, "toutes les %d entrées sont dans l'état attendu\n", len(want))
 	return nil
+}
+
+// devResponder answers OCSP and CRL requests for the development PKI of
+// dir: the seal's authorities when dev pki was given a revocation URL,
+// the TSA's root always (dev tsa names it).
+func devResponder(dir string) (*revocation.Responder, error) {
+	auths, err := tsa.DevAuthorities(dir)
+	if err != nil {
+		return nil, err
+	}
+	if sealAuths, err := seal.DevAuthorities(dir); err == nil {
+		auths = append(auths, sealAuths...)
+	}
+	return &revocation.Responder{Authorities: auths}, nil
 }

@@ -14,7 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/etatcivil/etatcivil/internal/api"
 	"github.com/etatcivil/etatcivil/internal/client"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -182,17 +184,7 @@ mode COMPLIANCE. Sort avec le code 0 si tout est vérifié, 1 sinon.`)
 	if err != nil {
 		return err
 	}
-	var rep struct {
-		ActID   string `json:"act_id"`
-		Version int    `json:"version"`
-		OK      bool   `json:"ok"`
-		Level   string `json:"level"`
-		Checks  []struct {
-			Name   string `json:"name"`
-			OK     bool   `json:"ok"`
-			Detail string `json:"detail"`
-		} `json:"checks"`
-	}
+	var rep api.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return err
 	}
@@ -212,6 +204,16 @@ mode COMPLIANCE. Sort avec le code 0 si tout est vérifié, 1 sinon.`)
 				mark = "ÉCHEC"
 			}
 			fmt.Fprintf(env.Stdout, "  %s %-22s %s\n", mark, ch.Name, ch.Detail)
+		}
+		if v := rep.Validation; v != nil {
+			fmt.Fprintf(env.Stdout, "  données de validation : %d certificat(s), %d réponse(s) OCSP, %d liste(s) de révocation\n", v.Certs, v.OCSPs, v.CRLs)
+		}
+		for i, ts := range rep.Timestamps {
+			what := "horodatage de la signature"
+			if ts.Kind == "document" {
+				what = fmt.Sprintf("horodatage de document (%d octets couverts)", ts.Covered)
+			}
+			fmt.Fprintf(env.Stdout, "  %d. %s : %s\n", i+1, ts.Time.Format(time.RFC3339), what)
 		}
 	}
 	if !rep.OK {

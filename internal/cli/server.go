@@ -534,17 +534,24 @@ ETATCIVIL_SEAL_KEY). Le certificat utilisé est enregistré sur chaque version.`
 }
 
 func cmdHubSetLevel(ctx context.Context, env *Env, args []string) error {
-	fs := flags(env, "hub set-level", "ID B-B|B-T", `
-Fixe le niveau PAdES des prochains cachets d'un opérateur. B-T (par
-défaut) ajoute un horodatage RFC 3161 de l'autorité ETATCIVIL_TSA_URL :
-tant qu'elle ne répond pas, les actes attendent (tsa_unavailable) et ne
-sont jamais archivés à un niveau inférieur. B-B scelle sans horodatage.`)
+	fs := flags(env, "hub set-level", "ID B-B|B-T|B-LT|B-LTA", `
+Fixe le niveau PAdES des prochains cachets d'un opérateur.
+  B-B    cachet seul, sans horodatage ;
+  B-T    plus un horodatage RFC 3161 de l'autorité ETATCIVIL_TSA_URL ;
+  B-LT   (par défaut) plus les données de validation (certificats,
+         réponses OCSP ou listes de révocation) des chaînes du cachet et de
+         l'autorité d'horodatage, recueillies au scellement ;
+  B-LTA  plus un horodatage de document sur le tout.
+Tant que l'autorité d'horodatage ou les services de révocation ne
+répondent pas, les actes attendent (tsa_unavailable,
+revocation_unavailable) : ils ne sont jamais archivés à un niveau
+inférieur.`)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 2 || (pos[1] != "B-B" && pos[1] != "B-T") {
-		return usagef("un identifiant d'opérateur et un niveau (B-B ou B-T) sont attendus")
+	if len(pos) != 2 || !slices.Contains([]string{"B-B", "B-T", "B-LT", "B-LTA"}, pos[1]) {
+		return usagef("un identifiant d'opérateur et un niveau (B-B, B-T, B-LT ou B-LTA) sont attendus")
 	}
 	_, st, err := openStore(ctx)
 	if err != nil {

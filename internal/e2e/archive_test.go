@@ -88,10 +88,12 @@ func TestArchivedAct(t *testing.T) {
 	if o := pdfsig(t, got); !strings.Contains(o, "Signature is Valid") {
 		t.Fatalf("pdfsig:\n%s", o)
 	}
-	// The integrity report, by the real binary: B-T (hubs' default, with
-	// the TSA the harness serves), every check ok, exit 0.
+	// The integrity report, by the real binary: B-LT (hubs' default, with
+	// the TSA and the revocation services the harness serves), every
+	// check ok, the timestamps listed, exit 0.
 	verify := s.client(context.Background(), s.admin, "act", "verify", *e.ID)
-	if o, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(o), "INTÈGRE (niveau B-T)") || strings.Contains(string(o), "ÉCHEC") {
+	if o, err := verify.CombinedOutput(); err != nil || !strings.Contains(string(o), "INTÈGRE (niveau B-LT)") || strings.Contains(string(o), "ÉCHEC") ||
+		!strings.Contains(string(o), "données de validation") || !strings.Contains(string(o), "horodatage de la signature") {
 		t.Fatalf("act verify : %v\n%s", err, o)
 	}
 	// A hub is not an auditor.

@@ -18,6 +18,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/inseelot"
 	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/revocation"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/tsa"
@@ -101,14 +102,21 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 		Reason: "Copie numérique fidèle du registre, cachet de l'opérateur " + wk.HubID,
 		Name:   key.Label, Location: "France", Time: time.Now(),
 	}
-	if level == "B-T" {
+	if level != "B-B" {
 		// Never archived below the hub's level: without a TSA, the act
 		// waits (tsa_unavailable) until one answers.
 		if d.Timestamp == nil {
 			return waitFor(ctx, d, wk, model.StateValidated, "tsa_unavailable",
-				errors.New("aucune autorité d'horodatage configurée (ETATCIVIL_TSA_URL) pour un cachet B-T"))
+				fmt.Errorf("aucune autorité d'horodatage configurée (ETATCIVIL_TSA_URL) pour un cachet %s", level))
 		}
 		opts.Timestamp = d.Timestamp
+	}
+	if level == "B-LT" || level == "B-LTA" {
+		if d.Validation == nil {
+			return waitFor(ctx, d, wk, model.StateValidated, "revocation_unavailable",
+				fmt.Errorf("aucune source de données de validation configurée pour un cachet %s", level))
+		}
+		opts.Validation, opts.DocTimestamp = d.Validation, level == "B-LTA"
 	}
 	crash("seal.before_stage")
 	sealed, n, err := d.Sealer.Seal(ctx, orig, wk.Size, key, opts)
@@ -118,6 +126,9 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 		}
 		if errors.Is(err, tsa.ErrUnavailable) || errors.Is(err, tsa.ErrBadResponse) {
 			return waitFor(ctx, d, wk, model.StateValidated, "tsa_unavailable", err)
+		}
+		if errors.Is(err, revocation.ErrUnavailable) {
+			return waitFor(ctx, d, wk, model.StateValidated, "revocation_unavailable", err)
 		}
 		return waitFor(ctx, d, wk, model.StateValidated, "seal_error", err)
 	}

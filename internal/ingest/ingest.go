@@ -64,6 +64,9 @@ type Deps struct {
 	// Timestamp obtains signature timestamps (PAdES B-T) from the TSA;
 	// nil when none is configured: acts of B-T hubs then wait.
 	Timestamp seal.Timestamper
+	// Validation gathers the validation material of B-LT and B-LTA seals
+	// (OCSP answers, CRLs); nil: acts of such hubs wait.
+	Validation *seal.Validation
 	// Metrics count sends (nil: not counted).
 	Metrics *SendMetrics
 	// CommuneName names a COG code (for messages); nil leaves names empty.

@@ -28,11 +28,13 @@ var kinds = []struct{ kind, heading string }{
 
 // waitingCauses names in French what a stalled entry waits for.
 var waitingCauses = map[string]string{
-	"s3_unavailable":      "stockage S3 indisponible",
-	"staging_integrity":   "copie de dépôt incohérente",
-	"seal_unavailable":    "service de cachet indisponible",
-	"seal_error":          "erreur lors du scellement",
-	"checker_unavailable": "contrôleur de PDF indisponible",
+	"s3_unavailable":         "stockage S3 indisponible",
+	"staging_integrity":      "copie de dépôt incohérente",
+	"seal_unavailable":       "service de cachet indisponible",
+	"seal_error":             "erreur lors du scellement",
+	"tsa_unavailable":        "autorité d'horodatage indisponible",
+	"revocation_unavailable": "services de révocation (OCSP, CRL) indisponibles",
+	"checker_unavailable":    "contrôleur de PDF indisponible",
 }
 
 // reason is the event's "reason": the rejection code, what a stalled

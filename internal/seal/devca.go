@@ -1,6 +1,7 @@
 package seal
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,9 +14,11 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/devpki"
+	"github.com/etatcivil/etatcivil/internal/revocation"
 )
 
 // Development PKI file names and subjects (see DevCA).
@@ -41,7 +44,34 @@ const devBanner = "# etatcivil — PKI DE DÉVELOPPEMENT, NE PAS UTILISER EN PRO
 // the root (DevSealFile), and the seal's PKCS#8 key (DevKeyFile, mode
 // 0600). It does nothing if the three files exist, and refuses to touch a
 // directory where only some of them exist.
-func DevCA(dir string) error {
+func DevCA(dir string) error { return DevCAWithRevocation(dir, "") }
+
+// Files of the authorities' keys and of the revocation base URL, written
+// by DevCAWithRevocation for the development OCSP responder and CRLs.
+const (
+	DevRootKeyFile    = "dev-root.key"
+	DevInterKeyFile   = "dev-inter.key"
+	devRevocationFile = "dev-revocation.txt"
+)
+
+// DevCAWithRevocation is DevCA whose certificates name a revocation
+// service at base (empty: none): the seal its OCSP responder (base/ocsp)
+// and the intermediate's CRL (base/crl/seal-inter.crl), the intermediate
+// the root's CRL (base/crl/seal-root.crl); the root's and the
+// intermediate's keys are kept (DevRootKeyFile, DevInterKeyFile, 0600)
+// for DevAuthorities to sign answers with. Files made for another base
+// (or none) are replaced; with an empty base, existing files are kept
+// whatever they name.
+func DevCAWithRevocation(dir, base string) error {
+	if base != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, devRevocationFile)); err != nil || strings.TrimSpace(string(b)) != base {
+			for _, n := range []string{DevKeyFile, DevSealFile, DevRootFile, DevRootKeyFile, DevInterKeyFile, devRevocationFile} {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("seal: dev CA: %w", err)
+				}
+			}
+		}
+	}
 	names := []string{DevRootFile, DevSealFile, DevKeyFile}
 	present := 0
 	for _, n := range names {
@@ -103,6 +133,9 @@ func DevCA(dir string) error {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
+	if base != "" {
+		interTmpl.CRLDistributionPoints = []string{base + "/crl/seal-root.crl"}
+	}
 	interDER, err := x509.CreateCertificate(rand.Reader, interTmpl, root, interKey.Public(), rootKey)
 	if err != nil {
 		return fmt.Errorf("seal: dev CA: intermediate: %w", err)
@@ -124,6 +157,10 @@ func DevCA(dir string) error {
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
 		BasicConstraintsValid: true,
 	}
+	if base != "" {
+		sealTmpl.OCSPServer = []string{base + "/ocsp"}
+		sealTmpl.CRLDistributionPoints = []string{base + "/crl/seal-inter.crl"}
+	}
 	sealDER, err := x509.CreateCertificate(rand.Reader, sealTmpl, inter, sealKey.Public(), interKey)
 	if err != nil {
 		return fmt.Errorf("seal: dev CA: seal certificate: %w", err)
@@ -142,14 +179,31 @@ func DevCA(dir string) error {
 	}
 	// Key last: its presence is what marks a complete set, and each file
 	// appears whole (written aside, then renamed).
-	files := []struct {
+	keyPEM := func(der []byte) []byte {
+		return append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
+	}
+	type file struct {
 		name string
 		data []byte
 		mode os.FileMode
-	}{
-		{DevRootFile, certPEM(rootDER), 0o644},
-		{DevSealFile, certPEM(sealDER, interDER, rootDER), 0o644},
-		{DevKeyFile, append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...), 0o600},
+	}
+	var files []file
+	if base != "" {
+		rootKeyDER, err := x509.MarshalPKCS8PrivateKey(rootKey)
+		if err != nil {
+			return fmt.Errorf("seal: dev CA: %w", err)
+		}
+		interKeyDER, err := x509.MarshalPKCS8PrivateKey(interKey)
+		if err != nil {
+			return fmt.Errorf("seal: dev CA: %w", err)
+		}
+		files = append(files, file{DevRootKeyFile, keyPEM(rootKeyDER), 0o600}, file{DevInterKeyFile, keyPEM(interKeyDER), 0o600})
+	}
+	files = append(files, file{DevRootFile, certPEM(rootDER), 0o644}, file{DevSealFile, certPEM(sealDER, interDER, rootDER), 0o644},
+		file{DevKeyFile, keyPEM(keyDER), 0o600})
+	if base != "" {
+		// Last: it says the set was made whole for this base.
+		files = append(files, file{devRevocationFile, []byte(base + "\n"), 0o644})
 	}
 	for _, f := range files {
 		if err := devpki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
@@ -165,4 +219,66 @@ func randomSerial() *big.Int {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return n.Add(n, big.NewInt(1))
+}
+
+// DevAuthorities loads the development CA's root and intermediate with
+// their keys (DevCAWithRevocation with a base), as a revocation.Responder
+// serves them: seal-root and seal-inter.
+func DevAuthorities(dir string) ([]revocation.Authority, error) {
+	certs, err := readPEMCerts(filepath.Join(dir, DevSealFile))
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) != 3 {
+		return nil, fmt.Errorf("seal: dev CA: %s: want seal, intermediate and root", DevSealFile)
+	}
+	rootKey, err := readPEMKey(filepath.Join(dir, DevRootKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	interKey, err := readPEMKey(filepath.Join(dir, DevInterKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	return []revocation.Authority{{Name: "seal-root", Cert: certs[2], Key: rootKey}, {Name: "seal-inter", Cert: certs[1], Key: interKey}}, nil
+}
+
+func readPEMCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out, nil
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+}
+
+func readPEMKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return signer, nil
 }

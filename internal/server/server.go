@@ -28,6 +28,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/notify"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/revocation"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/tsa"
@@ -78,9 +79,16 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 			return client.Timestamp(ctx, imprint, crypto.SHA256)
 		}
 	}
+	roots, err := Roots(c)
+	if err != nil {
+		return nil, fmt.Errorf("ETATCIVIL_TRUST_ROOTS: %w", err)
+	}
+	// One fetcher per process: its cache serves every act sealed with the
+	// same certificates until their answers' next update (at most an hour).
+	validation := &seal.Validation{Roots: roots, Collect: (&revocation.Fetcher{}).Collect}
 	return &ingest.Deps{
-		Timestamp: stamp,
-		Store:     st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
+		Timestamp: stamp, Validation: validation,
+		Store: st, Blob: bl, Logger: logger, PDFCheckExe: exe, Limits: lim,
 		Isolate:     pdfcheck.IsolateOptions{MemoryLimit: c.PDFCheckMemory, Timeout: c.PDFCheckTimeout},
 		RetryBudget: c.InfraRetryBudget, BackoffMax: c.InfraBackoffMax, Workers: n,
 		Sealer: seal.New(), Keys: keys, RetainUntil: c.Retention.AddTo, RejectedRetentionDays: c.RejectedRetentionDays,

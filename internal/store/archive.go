@@ -18,7 +18,7 @@ type Sealed struct {
 	Size       int64
 	CertSHA256 string
 	Subject    string
-	Level      string // PAdES level reached: B-B or B-T
+	Level      string // PAdES level reached: B-B, B-T, B-LT or B-LTA
 }
 
 // MarkSealed records the sealed bytes, guarded by state validated, and

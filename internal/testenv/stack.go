@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/revocation"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 	"github.com/etatcivil/etatcivil/internal/tsa"
@@ -102,6 +104,13 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	if deps.Timestamp == nil && !opt.NoTSA {
 		deps.Timestamp = TSA(t).Timestamper()
 	}
+	roots, err := api.LoadRoots([]string{filepath.Join(DevPKI(t), seal.DevRootFile), filepath.Join(DevPKI(t), tsa.DevTSARootFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deps.Validation == nil {
+		deps.Validation = &seal.Validation{Roots: roots, Collect: (&revocation.Fetcher{}).Collect}
+	}
 	jobs, err := ingest.NewClient(st.Pool, deps)
 	if err != nil {
 		t.Fatal(err)
@@ -132,10 +141,6 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 	apiBlob := bl
 	if opt.APIBlob != nil {
 		apiBlob = opt.APIBlob
-	}
-	roots, err := api.LoadRoots([]string{filepath.Join(DevPKI(t), seal.DevRootFile), filepath.Join(DevPKI(t), tsa.DevTSARootFile)})
-	if err != nil {
-		t.Fatal(err)
 	}
 	anchor := &auditlog.Anchor{Store: st, Blob: bl, Key: deps.Keys.Default, Timestamp: deps.Timestamp, Roots: roots,
 		RetainUntil: deps.RetainUntil}
@@ -186,7 +191,7 @@ func DevPKI(t testing.TB) string {
 	devOnce.Do(func() {
 		devDir, devErr = os.MkdirTemp("", "etatcivil-devpki-")
 		if devErr == nil {
-			devErr = seal.DevCA(devDir)
+			devErr = devPKI(devDir)
 		}
 	})
 	if devErr != nil {
@@ -194,6 +199,39 @@ func DevPKI(t testing.TB) string {
 	}
 	return devDir
 }
+
+// devPKI makes the development CA and TSA in dir, their certificates
+// naming an OCSP responder and CRLs served over loopback for the whole
+// test binary (B-LT seals).
+func devPKI(dir string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	if err := seal.DevCAWithRevocation(dir, base); err != nil {
+		return err
+	}
+	if _, err := tsa.DevTSAWithRevocation(dir, base); err != nil {
+		return err
+	}
+	auths, err := seal.DevAuthorities(dir)
+	if err != nil {
+		return err
+	}
+	tsaAuths, err := tsa.DevAuthorities(dir)
+	if err != nil {
+		return err
+	}
+	Revocation = &revocation.Responder{Authorities: append(auths, tsaAuths...)}
+	srv := &http.Server{Handler: Revocation, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return nil
+}
+
+// Revocation is the development OCSP responder and CRL server the
+// certificates of DevPKI name (set once DevPKI has run).
+var Revocation *revocation.Responder
 
 // DevSeal loads the development seal.
 func DevSeal(t testing.TB) *seal.Key {

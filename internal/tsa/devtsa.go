@@ -15,9 +15,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/devpki"
+	"github.com/etatcivil/etatcivil/internal/revocation"
 )
 
 // Development TSA file names (see DevTSA).
@@ -51,7 +53,31 @@ const devBanner = "# etatcivil — PKI DE DÉVELOPPEMENT, NE PAS UTILISER EN PRO
 //
 // DevTSA refuses a directory holding only some of the three files, or
 // files that do not make a valid TSA now.
-func DevTSA(dir string) (*Server, error) {
+func DevTSA(dir string) (*Server, error) { return DevTSAWithRevocation(dir, "") }
+
+// Files of the TSA root's key and of the revocation base URL, written by
+// DevTSAWithRevocation.
+const (
+	DevTSARootKeyFile    = "dev-tsa-root.key"
+	devTSARevocationFile = "dev-tsa-revocation.txt"
+)
+
+// DevTSAWithRevocation is DevTSA whose TSA certificate names a revocation
+// service at base (empty: none): its OCSP responder (base/ocsp) and the
+// root's CRL (base/crl/tsa-root.crl); the root's key is kept
+// (DevTSARootKeyFile, 0600) for DevAuthorities. Files made for another
+// base (or none) are replaced; with an empty base, existing files are
+// kept whatever they name.
+func DevTSAWithRevocation(dir, base string) (*Server, error) {
+	if base != "" {
+		if b, err := os.ReadFile(filepath.Join(dir, devTSARevocationFile)); err != nil || strings.TrimSpace(string(b)) != base {
+			for _, n := range []string{DevTSAKeyFile, DevTSAFile, DevTSARootFile, DevTSARootKeyFile, devTSARevocationFile} {
+				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, fmt.Errorf("tsa: dev TSA: %w", err)
+				}
+			}
+		}
+	}
 	names := []string{DevTSARootFile, DevTSAFile, DevTSAKeyFile}
 	present := 0
 	for _, n := range names {
@@ -67,7 +93,7 @@ func DevTSA(dir string) (*Server, error) {
 		return nil, fmt.Errorf("tsa: dev TSA: %s holds only some of %v; remove them to regenerate", dir, names)
 	}
 	if present == 0 {
-		if err := createDevTSA(dir); err != nil {
+		if err := createDevTSA(dir, base); err != nil {
 			return nil, fmt.Errorf("tsa: dev TSA: %w", err)
 		}
 	}
@@ -89,7 +115,7 @@ func DevRoots(dir string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func createDevTSA(dir string) error {
+func createDevTSA(dir, base string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -134,6 +160,10 @@ func createDevTSA(dir string) error {
 		ExtraExtensions:       []pkix.Extension{eku},
 		BasicConstraintsValid: true,
 	}
+	if base != "" {
+		tsaTmpl.OCSPServer = []string{base + "/ocsp"}
+		tsaTmpl.CRLDistributionPoints = []string{base + "/crl/tsa-root.crl"}
+	}
 	tsaDER, err := x509.CreateCertificate(rand.Reader, tsaTmpl, root, tsaKey.Public(), rootKey)
 	if err != nil {
 		return fmt.Errorf("TSA certificate: %w", err)
@@ -152,14 +182,26 @@ func createDevTSA(dir string) error {
 	}
 	// Key last: its presence marks a complete set, and each file appears
 	// whole (written aside, then renamed).
-	files := []struct {
+	keyPEM := func(der []byte) []byte {
+		return append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
+	}
+	type file struct {
 		name string
 		data []byte
 		mode os.FileMode
-	}{
-		{DevTSARootFile, certPEM(rootDER), 0o644},
-		{DevTSAFile, certPEM(tsaDER, rootDER), 0o644},
-		{DevTSAKeyFile, append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...), 0o600},
+	}
+	var files []file
+	if base != "" {
+		rootKeyDER, err := x509.MarshalPKCS8PrivateKey(rootKey)
+		if err != nil {
+			return err
+		}
+		files = append(files, file{DevTSARootKeyFile, keyPEM(rootKeyDER), 0o600})
+	}
+	files = append(files, file{DevTSARootFile, certPEM(rootDER), 0o644}, file{DevTSAFile, certPEM(tsaDER, rootDER), 0o644},
+		file{DevTSAKeyFile, keyPEM(keyDER), 0o600})
+	if base != "" {
+		files = append(files, file{devTSARevocationFile, []byte(base + "\n"), 0o644})
 	}
 	for _, f := range files {
 		if err := devpki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
@@ -261,4 +303,31 @@ func readCerts(path string) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: no certificate", filepath.Base(path))
 	}
 	return certs, nil
+}
+
+// DevAuthorities loads the development TSA's root with its key
+// (DevTSAWithRevocation with a base), as a revocation.Responder serves
+// it: tsa-root.
+func DevAuthorities(dir string) ([]revocation.Authority, error) {
+	root, err := readDevRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, DevTSARootKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", DevTSARootKeyFile)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", DevTSARootKeyFile, err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", DevTSARootKeyFile)
+	}
+	return []revocation.Authority{{Name: "tsa-root", Cert: root, Key: signer}}, nil
 }
