@@ -78,6 +78,15 @@ type Fetcher struct {
 
 	mu    sync.Mutex
 	cache map[string]cached
+	// revokedSerials are the serials each cached CRL lists.
+	revokedSerials map[string]map[string]time.Time
+}
+
+func (f *Fetcher) revokedIn(key string, c *x509.Certificate) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	at, ok := f.revokedSerials[key][c.SerialNumber.String()]
+	return at, ok
 }
 
 type cached struct {
@@ -176,12 +185,14 @@ func (f *Fetcher) store(key string, der []byte, next time.Time) {
 		for k, e := range f.cache {
 			if !now.Before(e.until) {
 				delete(f.cache, k)
+				delete(f.revokedSerials, k)
 			} else if soonest == "" || e.until.Before(f.cache[soonest].until) {
 				soonest = k
 			}
 		}
 		if len(f.cache) >= limit {
 			delete(f.cache, soonest)
+			delete(f.revokedSerials, soonest)
 		}
 	}
 	f.cache[key] = cached{der: der, until: until}
@@ -258,15 +269,19 @@ func (f *Fetcher) ocsp(ctx context.Context, c, issuer *x509.Certificate) ([]byte
 func (f *Fetcher) crl(ctx context.Context, c, issuer *x509.Certificate) ([]byte, error) {
 	var last error
 	for _, url := range c.CRLDistributionPoints {
-		key := "crl|" + url
-		der := f.lookup(key)
-		var list *x509.RevocationList
-		if der == nil {
-			var err error
-			if der, err = f.get(ctx, http.MethodGet, url, nil, "", maxCRL); err != nil {
-				last = err
-				continue
+		// A cached CRL was checked for this certificate's issuer; the
+		// serial is looked up again (another certificate may share it).
+		key := "crl|" + url + "|" + string(issuer.RawSubjectPublicKeyInfo)
+		if der := f.lookup(key); der != nil {
+			if at, revoked := f.revokedIn(key, c); revoked {
+				return nil, fmt.Errorf("%w: %q (CRL, %s)", ErrRevoked, c.Subject.CommonName, at.Format(time.RFC3339))
 			}
+			return der, nil
+		}
+		der, err := f.get(ctx, http.MethodGet, url, nil, "", maxCRL)
+		if err != nil {
+			last = err
+			continue
 		}
 		list, err := x509.ParseRevocationList(der)
 		if err != nil {
@@ -281,12 +296,20 @@ func (f *Fetcher) crl(ctx context.Context, c, issuer *x509.Certificate) ([]byte,
 			last = fmt.Errorf("%w: %s: CRL expired on %s", ErrUnavailable, url, list.NextUpdate)
 			continue
 		}
+		revoked := make(map[string]time.Time, len(list.RevokedCertificateEntries))
 		for _, r := range list.RevokedCertificateEntries {
-			if r.SerialNumber.Cmp(c.SerialNumber) == 0 {
-				return nil, fmt.Errorf("%w: %q (CRL, %s)", ErrRevoked, c.Subject.CommonName, r.RevocationTime.Format(time.RFC3339))
-			}
+			revoked[r.SerialNumber.String()] = r.RevocationTime
 		}
 		f.store(key, der, list.NextUpdate)
+		f.mu.Lock()
+		if f.revokedSerials == nil {
+			f.revokedSerials = map[string]map[string]time.Time{}
+		}
+		f.revokedSerials[key] = revoked
+		f.mu.Unlock()
+		if at, ok := revoked[c.SerialNumber.String()]; ok {
+			return nil, fmt.Errorf("%w: %q (CRL, %s)", ErrRevoked, c.Subject.CommonName, at.Format(time.RFC3339))
+		}
 		return der, nil
 	}
 	return nil, last

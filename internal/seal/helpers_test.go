@@ -123,7 +123,7 @@ func serveCRL(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(crl)
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

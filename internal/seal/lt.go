@@ -11,6 +11,9 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/pdfcpu/pdfcpu/pkg/pdfcpu/types"
 
@@ -28,11 +31,28 @@ type Validation struct {
 	// Collect gathers the validation material of a chain, leaf first,
 	// ending at a root (revocation.Fetcher.Collect).
 	Collect func(ctx context.Context, chain []*x509.Certificate) (revocation.Material, error)
+
+	// chains caches built chains by leaf (DER): thousands of acts are
+	// sealed with one certificate and timestamped by one TSA.
+	chains sync.Map
 }
 
 // chainOf builds leaf's chain to v.Roots through intermediates, leaf
 // first; usage is the extended key usage the leaf must allow.
 func (v *Validation) chainOf(leaf *x509.Certificate, intermediates []*x509.Certificate, usage x509.ExtKeyUsage) ([]*x509.Certificate, error) {
+	key := string(leaf.Raw) + "|" + strconv.Itoa(int(usage))
+	if c, ok := v.chains.Load(key); ok {
+		chain := c.([]*x509.Certificate)
+		now := time.Now()
+		valid := true
+		for _, cert := range chain {
+			valid = valid && now.Before(cert.NotAfter)
+		}
+		if valid {
+			return chain, nil
+		}
+		v.chains.Delete(key)
+	}
 	pool := x509.NewCertPool()
 	for _, c := range intermediates {
 		if c != leaf {
@@ -43,6 +63,7 @@ func (v *Validation) chainOf(leaf *x509.Certificate, intermediates []*x509.Certi
 	if err != nil {
 		return nil, fmt.Errorf("%w: chain of %q: %w", ErrUntrusted, leaf.Subject.CommonName, err)
 	}
+	v.chains.Store(key, chains[0])
 	return chains[0], nil
 }
 
@@ -83,14 +104,11 @@ func (v *Validation) tokenMaterial(ctx context.Context, token []byte) (revocatio
 	return v.Collect(ctx, chain)
 }
 
-// appendDSS appends to the size bytes of f an incremental update adding
-// m to the document security store (a /DSS created, or the existing one
-// extended), and returns the new size.
-func appendDSS(f *os.File, size int64, m revocation.Material) (int64, error) {
-	st, err := readStructure(f, size)
-	if err != nil {
-		return 0, err
-	}
+// appendDSS appends to the size bytes of f, whose structure is st, an
+// incremental update adding m to the document security store (a /DSS
+// created, or the existing one extended), and returns the new size and
+// structure.
+func appendDSS(f *os.File, size int64, st *structure, m revocation.Material) (int64, *structure, error) {
 	var b bytes.Buffer
 	if !st.endsInEOL {
 		b.WriteByte('\n')
@@ -107,6 +125,7 @@ func appendDSS(f *os.File, size int64, m revocation.Material) (int64, error) {
 		dss[k] = v
 	}
 	dss["Type"] = types.Name("DSS")
+	arrays := map[string]types.Array{}
 	for _, part := range []struct {
 		key   string
 		items [][]byte
@@ -122,6 +141,7 @@ func appendDSS(f *os.File, size int64, m revocation.Material) (int64, error) {
 		}
 		if len(arr) > 0 {
 			dss[part.key] = arr
+			arrays[part.key] = arr
 		}
 	}
 	dssNr := nr
@@ -137,66 +157,74 @@ func appendDSS(f *os.File, size int64, m revocation.Material) (int64, error) {
 	begin(st.root.ObjectNumber.Value(), st.root.GenerationNumber.Value())
 	b.WriteString(cat.PDFString())
 	b.WriteString("\nendobj\n")
-	trailer, err := st.trailerEntries(make([]byte, 16))
+	trailer, id0, err := st.trailerEntries(make([]byte, 16))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	if st.xrefStream {
-		st.writeXRefStream(&b, size, offsets, gens, trailer, nr)
-	} else {
-		st.writeXRefTable(&b, size, offsets, gens, trailer, nr)
-	}
+	next := st.writeXRef(&b, size, offsets, gens, trailer, nr)
+	next.id0, next.catalog, next.dss, next.dssArrays = id0, cat, dss, arrays
 	if _, err := f.WriteAt(b.Bytes(), size); err != nil {
-		return 0, fmt.Errorf("seal: write DSS: %w", err)
+		return 0, nil, fmt.Errorf("seal: write DSS: %w", err)
 	}
-	return size + int64(b.Len()), nil
+	return size + int64(b.Len()), next, nil
+}
+
+// writeXRef ends an update (cross-reference table or stream, as the file
+// has, and trailer) and returns the structure of the file it makes, but
+// the dictionaries the caller changed.
+func (st *structure) writeXRef(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) *structure {
+	n := *st
+	n.endsInEOL = true
+	if st.xrefStream {
+		n.prevXRef, n.size = st.writeXRefStream(b, base, offsets, gens, trailer, next), next+1
+	} else {
+		n.prevXRef, n.size = st.writeXRefTable(b, base, offsets, gens, trailer, next), next
+	}
+	return &n
 }
 
 // trailerEntries are an update's trailer entries but /Size: the same
 // /Root, /Info and first /ID (the first 16 bytes of origDigest if the
 // file had none), a new second /ID, /Prev.
-func (st *structure) trailerEntries(origDigest []byte) (string, error) {
+func (st *structure) trailerEntries(origDigest []byte) (trailer, id0 string, err error) {
 	id1 := make([]byte, 16)
 	if _, err := rand.Read(id1); err != nil {
-		return "", fmt.Errorf("seal: file identifier: %w", err)
+		return "", "", fmt.Errorf("seal: file identifier: %w", err)
 	}
-	id0 := st.id0
+	id0 = st.id0
 	if id0 == "" {
 		id0 = "<" + hex.EncodeToString(origDigest[:16]) + ">"
 	}
-	t := fmt.Sprintf("/Root %s /Prev %d /ID [%s <%s>]", st.root.PDFString(), st.prevXRef, id0, hex.EncodeToString(id1))
+	trailer = fmt.Sprintf("/Root %s /Prev %d /ID [%s <%s>]", st.root.PDFString(), st.prevXRef, id0, hex.EncodeToString(id1))
 	if st.info != nil {
-		t += " /Info " + st.info.PDFString()
+		trailer += " /Info " + st.info.PDFString()
 	}
-	return t, nil
+	return trailer, id0, nil
 }
 
-// appendDocTimestamp appends to the size bytes of f a document timestamp
+// appendDocTimestamp appends to the size bytes of f, whose structure is
+// st, a document timestamp
 // (PAdES B-LTA): a signature dictionary of SubFilter ETSI.RFC3161 whose
 // Contents is an RFC 3161 token over the SHA-256 of its ByteRange, which
 // covers the whole file but the token. It returns the new size.
-func appendDocTimestamp(ctx context.Context, f *os.File, size int64, ts Timestamper) (int64, error) {
-	st, err := readStructure(f, size)
-	if err != nil {
-		return 0, err
-	}
+func appendDocTimestamp(ctx context.Context, f *os.File, size int64, st *structure, ts Timestamper) (int64, *structure, error) {
 	h := sha256.New()
 	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		return 0, fmt.Errorf("seal: read: %w", err)
+		return 0, nil, fmt.Errorf("seal: read: %w", err)
 	}
 	u, err := st.buildUpdate(size, h.Sum(nil), timestampReserveBytes, Options{}, true)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	token, err := ts(ctx, u.digest(h))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if err := u.setContents(token); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if _, err := f.WriteAt(u.buf, size); err != nil {
-		return 0, fmt.Errorf("seal: write document timestamp: %w", err)
+		return 0, nil, fmt.Errorf("seal: write document timestamp: %w", err)
 	}
-	return size + int64(len(u.buf)), nil
+	return size + int64(len(u.buf)), u.next, nil
 }

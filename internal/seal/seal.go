@@ -152,11 +152,12 @@ func (bBSealer) Seal(ctx context.Context, in io.Reader, size int64, key *Key, op
 		if err != nil {
 			return nil, 0, err
 		}
-		if total, err = appendDSS(f, total, m); err != nil {
+		var st2 *structure
+		if total, st2, err = appendDSS(f, total, u.next, m); err != nil {
 			return nil, 0, err
 		}
 		if opt.DocTimestamp {
-			if total, err = appendDocTimestamp(ctx, f, total, opt.Timestamp); err != nil {
+			if total, _, err = appendDocTimestamp(ctx, f, total, st2, opt.Timestamp); err != nil {
 				return nil, 0, err
 			}
 		}
@@ -323,6 +324,9 @@ type update struct {
 	base          int64 // offset of buf in the sealed file
 	contentsStart int   // index of '<' of /Contents in buf
 	contentsEnd   int   // index after '>'
+	// next is the structure of the file the update makes, for a further
+	// update without reading the file again.
+	next *structure
 }
 
 const byteRangeWidth = 64 // room for "0 a b c" with 19-digit numbers
@@ -406,18 +410,16 @@ func (st *structure) buildUpdate(base int64, origDigest []byte, reserve int, opt
 	b.WriteString(page.PDFString())
 	b.WriteString("\nendobj\n")
 
-	trailer, err := st.trailerEntries(origDigest)
+	trailer, id0, err := st.trailerEntries(origDigest)
 	if err != nil {
 		return nil, err
 	}
+	next := st.writeXRef(&b, base, offsets, gens, trailer, st.size+2)
+	next.id0, next.catalog, next.acroForm, next.pageDict = id0, cat, acro, page
+	next.fields, _ = acro["Fields"].(types.Array)
+	next.annots, _ = page["Annots"].(types.Array)
 
-	if st.xrefStream {
-		st.writeXRefStream(&b, base, offsets, gens, trailer, st.size+2)
-	} else {
-		st.writeXRefTable(&b, base, offsets, gens, trailer, st.size+2)
-	}
-
-	u := &update{buf: b.Bytes(), base: base, contentsStart: contentsStart, contentsEnd: contentsEnd}
+	u := &update{buf: b.Bytes(), base: base, contentsStart: contentsStart, contentsEnd: contentsEnd, next: next}
 	total := base + int64(len(u.buf))
 	br := fmt.Sprintf("0 %d %d %d", base+int64(contentsStart), base+int64(contentsEnd), total-(base+int64(contentsEnd)))
 	if len(br) > byteRangeWidth {
@@ -452,7 +454,7 @@ func subsections(nrs []int) [][]int {
 
 // writeXRefTable ends an update with a cross-reference table for offsets
 // and its trailer; next is the first object number the update leaves free.
-func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) {
+func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) int64 {
 	xrefAt := base + int64(b.Len())
 	b.WriteString("xref\n")
 	for _, run := range subsections(objNumbers(offsets)) {
@@ -462,11 +464,12 @@ func (st *structure) writeXRefTable(b *bytes.Buffer, base int64, offsets map[int
 		}
 	}
 	fmt.Fprintf(b, "trailer\n<< /Size %d %s >>\nstartxref\n%d\n%%%%EOF\n", next, trailer, xrefAt)
+	return xrefAt
 }
 
 // writeXRefStream is writeXRefTable for files whose last section is a
 // cross-reference stream; the stream itself takes object number next.
-func (st *structure) writeXRefStream(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) {
+func (st *structure) writeXRefStream(b *bytes.Buffer, base int64, offsets map[int]int64, gens map[int]int, trailer string, next int) int64 {
 	xrefNr := next
 	xrefAt := base + int64(b.Len())
 	offsets[xrefNr] = xrefAt
@@ -490,6 +493,7 @@ func (st *structure) writeXRefStream(b *bytes.Buffer, base int64, offsets map[in
 		xrefNr, xrefNr+1, w, index.String(), trailer, data.Len())
 	b.Write(data.Bytes())
 	fmt.Fprintf(b, "\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n", xrefAt)
+	return xrefAt
 }
 
 // digest finishes h, which has hashed the original, with the update
