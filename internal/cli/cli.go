@@ -81,6 +81,7 @@ func commands() []command {
 		{"audit check", "vérifie un export hors ligne, sans serveur", cmdAuditCheck},
 		{"fixity report", "bilan des relectures de fixité des archives", cmdFixityReport},
 		{"fixity run", "relit tout de suite chaque version archivée (exploitation)", cmdFixityRun},
+		{"retimestamp run", "passe de la campagne de ré-horodatage des archives (exploitation)", cmdRetimestampRun},
 		{"acts list", "liste les actes", cmdActsList},
 		{"act show", "affiche un acte, ses versions et son historique", cmdActShow},
 		{"acts retry", "relance les actes bloqués (stalled)", cmdActsRetry},

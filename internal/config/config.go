@@ -60,6 +60,11 @@ type Config struct {
 	ReadLogRetention Duration      // ETATCIVIL_READ_LOG_RETENTION: how long the free text of read reasons is kept (default 1y)
 	FixityPeriod     Duration      // ETATCIVIL_FIXITY_PERIOD: one full fixity pass over the archive (default 30d)
 	FixityBandwidth  int64         // ETATCIVIL_FIXITY_BANDWIDTH: bytes per second fixity audits read at most (0: unbounded)
+
+	RetimestampMargin Duration      // ETATCIVIL_RETIMESTAMP_MARGIN: renew a timestamp whose TSA certificate expires within (default 1y)
+	RetimestampEvery  time.Duration // ETATCIVIL_RETIMESTAMP_EVERY: interval between campaign rounds (default 24h)
+	RetimestampBatch  int           // ETATCIVIL_RETIMESTAMP_BATCH: acts one round looks at (default 200)
+	RetimestampWeak   string        // ETATCIVIL_RETIMESTAMP_WEAK: digest algorithms considered weakening, comma-separated (e.g. SHA-1)
 }
 
 // Duration is a time.Duration that also accepts years ("120y") and days
@@ -211,11 +216,14 @@ func load(getenv func(string) string) (*Config, error) {
 	}
 	c.CheckpointEvery = dur("ETATCIVIL_AUDIT_CHECKPOINT_EVERY", time.Hour)
 	c.FixityBandwidth = integer("ETATCIVIL_FIXITY_BANDWIDTH", 20<<20)
+	c.RetimestampEvery = dur("ETATCIVIL_RETIMESTAMP_EVERY", 24*time.Hour)
+	c.RetimestampBatch = int(integer("ETATCIVIL_RETIMESTAMP_BATCH", 200))
+	c.RetimestampWeak = str("ETATCIVIL_RETIMESTAMP_WEAK", "")
 	for _, d := range []struct {
 		name, def string
 		to        *Duration
 	}{{"ETATCIVIL_RETENTION", "120y", &c.Retention}, {"ETATCIVIL_READ_LOG_RETENTION", "1y", &c.ReadLogRetention},
-		{"ETATCIVIL_FIXITY_PERIOD", "30d", &c.FixityPeriod}} {
+		{"ETATCIVIL_FIXITY_PERIOD", "30d", &c.FixityPeriod}, {"ETATCIVIL_RETIMESTAMP_MARGIN", "1y", &c.RetimestampMargin}} {
 		v, err := ParseDuration(str(d.name, d.def))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", d.name, err))

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -227,4 +228,91 @@ func appendDocTimestamp(ctx context.Context, f *os.File, size int64, st *structu
 		return 0, nil, fmt.Errorf("seal: write document timestamp: %w", err)
 	}
 	return size + int64(len(u.buf)), u.next, nil
+}
+
+// Extend adds to a sealed PDF (data) the validation material of its seal's
+// chain and of the chain of every timestamp it carries, then a new
+// document timestamp over the whole (PAdES B-LTA): what a re-timestamping
+// campaign does before the last timestamp's certificate expires or its
+// algorithms weaken. data is not changed: the result is its exact prefix
+// plus two incremental updates.
+func Extend(ctx context.Context, data []byte, v *Validation, ts Timestamper) ([]byte, error) {
+	if v == nil || ts == nil {
+		return nil, errors.New("seal: extending needs validation material and a timestamp")
+	}
+	sigs, err := signatures(data)
+	if err != nil {
+		return nil, err
+	}
+	var m revocation.Material
+	sealed := false
+	for _, e := range sigs {
+		if e.subFilter == subFilterDocTS {
+			got, err := v.tokenMaterial(ctx, e.der)
+			if err != nil {
+				return nil, err
+			}
+			m.Add(got)
+			continue
+		}
+		si, err := parseCMS(e.der)
+		if err != nil {
+			return nil, err
+		}
+		got, err := v.material(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		m.Add(got)
+		sealed = true
+	}
+	if !sealed {
+		return nil, ErrNoSignature
+	}
+	f, err := os.CreateTemp("", "etatcivil-extend-*.pdf")
+	if err != nil {
+		return nil, fmt.Errorf("seal: temporary file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		return nil, fmt.Errorf("seal: temporary file: %w", err)
+	}
+	st, err := readStructure(f, int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	size, st, err := appendDSS(f, int64(len(data)), st, m)
+	if err != nil {
+		return nil, err
+	}
+	if size, _, err = appendDocTimestamp(ctx, f, size, st, ts); err != nil {
+		return nil, err
+	}
+	out := make([]byte, size)
+	if _, err := f.ReadAt(out, 0); err != nil {
+		return nil, fmt.Errorf("seal: read back: %w", err)
+	}
+	return out, nil
+}
+
+// LastTimestamp returns the newest RFC 3161 token of a sealed PDF: its
+// last document timestamp, or else its signature timestamp; nil if it
+// has none (B-B).
+func LastTimestamp(data []byte) ([]byte, error) {
+	sigs, err := signatures(data)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(sigs) - 1; i >= 0; i-- {
+		if sigs[i].subFilter == subFilterDocTS {
+			return sigs[i].der, nil
+		}
+		si, err := parseCMS(sigs[i].der)
+		if err != nil {
+			return nil, err
+		}
+		return si.timestampToken, nil
+	}
+	return nil, ErrNoSignature
 }

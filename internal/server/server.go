@@ -28,6 +28,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/notify"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
 	"github.com/etatcivil/etatcivil/internal/registry"
+	"github.com/etatcivil/etatcivil/internal/retimestamp"
 	"github.com/etatcivil/etatcivil/internal/revocation"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
@@ -94,6 +95,29 @@ func Deps(c *config.Config, st *store.Store, bl *blob.Store, logger *slog.Logger
 		Sealer: seal.New(), Keys: keys, RetainUntil: c.Retention.AddTo, RejectedRetentionDays: c.RejectedRetentionDays,
 		RescueAfter: c.RescueAfter, StepTimeout: c.StepTimeout,
 	}, nil
+}
+
+// Campaign builds the re-timestamping campaign from the configuration.
+func Campaign(c *config.Config, st *store.Store, bl *blob.Store, deps *ingest.Deps, logger *slog.Logger) (*retimestamp.Campaign, error) {
+	var weak []crypto.Hash
+	for _, name := range strings.Split(c.RetimestampWeak, ",") {
+		name = strings.ToUpper(strings.TrimSpace(name))
+		if name == "" {
+			continue
+		}
+		found := false
+		for _, h := range []crypto.Hash{crypto.MD5, crypto.SHA1, crypto.SHA224, crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+			if h.String() == name {
+				weak, found = append(weak, h), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("ETATCIVIL_RETIMESTAMP_WEAK : algorithme inconnu %q (MD5, SHA-1, SHA-224, SHA-256, SHA-384, SHA-512)", name)
+		}
+	}
+	return &retimestamp.Campaign{Store: st, Blob: bl, Validation: deps.Validation, Timestamp: deps.Timestamp,
+		Margin: c.RetimestampMargin.Span(time.Now()), Weak: weak, Batch: c.RetimestampBatch, Every: c.RetimestampEvery,
+		RetainUntil: c.Retention.AddTo, Logger: logger}, nil
 }
 
 // Roots loads ETATCIVIL_TRUST_ROOTS (nil when unset: the system's roots).
@@ -193,6 +217,11 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		logger.Warn("pas de point d'ancrage du journal d'audit : aucun cachet par défaut (ETATCIVIL_SEAL_CERT/ETATCIVIL_SEAL_KEY)")
 	}
 	deps.Extensions = append(deps.Extensions, jobsExt)
+	campaign, err := Campaign(c, st, bl, deps, logger)
+	if err != nil {
+		return err
+	}
+	deps.Extensions = append(deps.Extensions, campaign)
 	if smtp.Enabled() && opt.Mail == nil {
 		opt.Mail = notifier.SendMail
 	}
