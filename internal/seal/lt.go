@@ -133,6 +133,9 @@ func appendDSS(f *os.File, size int64, st *structure, m revocation.Material) (in
 	}{{"Certs", m.Certs}, {"OCSPs", m.OCSPs}, {"CRLs", m.CRLs}} {
 		arr := slices.Clone(st.dssArrays[part.key])
 		for _, it := range part.items {
+			if st.dssHave[sha256.Sum256(it)] {
+				continue
+			}
 			begin(nr, 0)
 			fmt.Fprintf(&b, "<< /Length %d >>\nstream\n", len(it))
 			b.Write(it)
@@ -164,6 +167,15 @@ func appendDSS(f *os.File, size int64, st *structure, m revocation.Material) (in
 	}
 	next := st.writeXRef(&b, size, offsets, gens, trailer, nr)
 	next.id0, next.catalog, next.dss, next.dssArrays = id0, cat, dss, arrays
+	next.dssHave = map[[32]byte]bool{}
+	for k := range st.dssHave {
+		next.dssHave[k] = true
+	}
+	for _, part := range [][][]byte{m.Certs, m.OCSPs, m.CRLs} {
+		for _, it := range part {
+			next.dssHave[sha256.Sum256(it)] = true
+		}
+	}
 	if _, err := f.WriteAt(b.Bytes(), size); err != nil {
 		return 0, nil, fmt.Errorf("seal: write DSS: %w", err)
 	}

@@ -221,6 +221,16 @@ func TestSealLT(t *testing.T) {
 			if len(info.DocTimestamps) != 0 {
 				t.Fatalf("B-LT avec horodatage de document : %+v", info.DocTimestamps)
 			}
+			// Extended (a re-timestamping): the same material is not
+			// embedded twice, a document timestamp follows, the file
+			// before stays the exact prefix.
+			ext, err := Extend(context.Background(), out, &Validation{Roots: e.roots, Collect: e.fetcher.Collect}, e.stamp)
+			must(t, err)
+			xi, err := VerifyTimestamped(ext, e.roots, e.verifyTS)
+			if err != nil || !bytes.HasPrefix(ext, out) || xi.Level != "B-LTA" || xi.DSS != info.DSS || len(xi.DocTimestamps) != 1 {
+				t.Fatalf("prolongé : niveau %q, %+v (avant %+v), %d horodatages (%v)", xi.Level, xi.DSS, info.DSS, len(xi.DocTimestamps), err)
+			}
+			qpdfCheck(t, ext)
 			continue
 		}
 		if len(info.DocTimestamps) != 1 || info.DocTimestamps[0].Covered != int64(len(out)) || info.DocTimestamps[0].Time.IsZero() {

@@ -214,6 +214,9 @@ type structure struct {
 	// /CRLs arrays dereferenced too (nil if none): a later update merges.
 	dss       types.Dict
 	dssArrays map[string]types.Array
+	// dssHave are the SHA-256 of the items the /DSS already holds (a
+	// later update does not add them twice).
+	dssHave map[[32]byte]bool
 }
 
 var objHeader = regexp.MustCompile(`^\s*\d+\s+\d+\s+obj\b`)
@@ -310,6 +313,14 @@ func readStructure(f *os.File, size int64) (st *structure, err error) {
 			if ao, ok := st.dss.Find(k); ok {
 				if st.dssArrays[k], err = xt.DereferenceArray(ao); err != nil {
 					return nil, fmt.Errorf("%w: DSS %s: %w", ErrInvalidPDF, k, err)
+				}
+				for _, it := range st.dssArrays[k] {
+					if sd, _, err := xt.DereferenceStreamDict(it); err == nil && sd != nil && sd.FilterPipeline == nil {
+						if st.dssHave == nil {
+							st.dssHave = map[[32]byte]bool{}
+						}
+						st.dssHave[sha256.Sum256(sd.Raw)] = true
+					}
 				}
 			}
 		}
