@@ -10,7 +10,7 @@ STACK := scripts/stack.sh
 all: build
 
 build:
-	$(GO) build -o bin/ ./cmd/etatcivil ./cmd/registry-sim
+	$(GO) build -o bin/ ./cmd/etatcivil ./cmd/registry-sim ./cmd/etatcivil-bench
 
 tools:
 	$(STACK) tools

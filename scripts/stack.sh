@@ -372,6 +372,19 @@ test_() {
 	fi
 }
 
+# make bench: the Go benchmarks (against a test stack), then the pipeline
+# beside its floor and the standalone tools (against make up's stack):
+# etatcivil-bench, BENCH_ACTS acts (2000 by default), report in
+# .local/bench/latest.json.
+bench_() {
+	(STACK_BENCH=1 test_ "$@")
+	trap down EXIT
+	up
+	# shellcheck disable=SC1091
+	. "$LOCAL/env"
+	"$BIN/etatcivil-bench"
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -381,7 +394,7 @@ down) down ;;
 run) run ;;
 demo) demo ;;
 test) test_ "$@" ;;
-bench) STACK_BENCH=1 test_ "$@" ;;
+bench) bench_ "$@" ;;
 db-name) db_name ;;
 *) die "usage: $0 tools|up|down|run|demo|test" ;;
 esac

@@ -122,8 +122,22 @@ func TestIntegrityReportTampering(t *testing.T) {
 		sql(`ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only`)
 		sql(`UPDATE audit_events SET data = data || '{"falsifié": true}' WHERE seq = $1`, firstSeq)
 	}
+	// The chain recomputed from firstSeq with the stored rows: after the
+	// rows are restored, it gives back the original hashes, and covers
+	// the events the chainer may have added meanwhile (saved_events does
+	// not hold them).
+	rechain := func() {
+		sql(`DO $$ DECLARE prev bytea; r record; BEGIN
+			PERFORM pg_advisory_xact_lock(` + strconv.FormatInt(0x65746174636976, 10) + `);
+			SELECT hash INTO prev FROM audit_events WHERE seq = ` + strconv.FormatInt(firstSeq-1, 10) + `;
+			IF prev IS NULL THEN prev := decode(repeat('00', 32), 'hex'); END IF;
+			FOR r IN SELECT seq FROM audit_events WHERE seq >= ` + strconv.FormatInt(firstSeq, 10) + ` ORDER BY seq LOOP
+				UPDATE audit_events e SET hash = sha256(prev || audit_event_digest(e)) WHERE seq = r.seq RETURNING hash INTO prev;
+			END LOOP; END $$`)
+	}
 	restoreEvents := func() {
-		sql(`UPDATE audit_events e SET data = s.data, hash = s.hash FROM saved_events s WHERE s.seq = e.seq`)
+		sql(`UPDATE audit_events e SET data = s.data FROM saved_events s WHERE s.seq = e.seq`)
+		rechain()
 		sql(`ALTER TABLE audit_events ENABLE TRIGGER audit_events_append_only`)
 	}
 	for _, c := range []struct {
@@ -159,12 +173,7 @@ func TestIntegrityReportTampering(t *testing.T) {
 		{"événement modifié, chaîne recalculée après lui", "audit_chain",
 			func() {
 				editEvent()
-				sql(`DO $$ DECLARE prev bytea; r record; BEGIN
-					SELECT hash INTO prev FROM audit_events WHERE seq = ` + strconv.FormatInt(firstSeq-1, 10) + `;
-					IF prev IS NULL THEN prev := decode(repeat('00', 32), 'hex'); END IF;
-					FOR r IN SELECT seq FROM audit_events WHERE seq >= ` + strconv.FormatInt(firstSeq, 10) + ` ORDER BY seq LOOP
-						UPDATE audit_events e SET hash = sha256(prev || audit_event_digest(e)) WHERE seq = r.seq RETURNING hash INTO prev;
-					END LOOP; END $$`)
+				rechain()
 			}, restoreEvents},
 	} {
 		c.tamper()

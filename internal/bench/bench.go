@@ -1,0 +1,297 @@
+// Package bench measures the pipeline side by side with its floor and
+// with the standalone tools (issue 9): the same synthetic acts through
+// the real client and API to archived and acknowledged; through the same
+// package functions and S3 calls without PostgreSQL and River (the floor);
+// and through qpdf, openssl and curl run with xargs -P (what a user
+// scripting the best existing tools would get). It prints a Markdown
+// table and writes the same figures as JSON.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etatcivil/etatcivil/internal/blob"
+	"github.com/etatcivil/etatcivil/internal/client"
+	"github.com/etatcivil/etatcivil/internal/sample"
+	"github.com/etatcivil/etatcivil/internal/upload"
+)
+
+// Config is what a run needs: the running local stack (make up's
+// environment) and the work directory.
+type Config struct {
+	Acts        int
+	Dir         string // work directory (.local/bench)
+	Server      string
+	HubToken    string
+	AdminToken  string // to flush the lots held by their cadence
+	DatabaseURL string
+	S3          blob.Config
+	Exe         string // bin/etatcivil, for the isolated PDF check
+	SealCert    string
+	SealKey     string
+	TSAURL      string
+	TrustRoots  string
+	Parallel    int // uploads and floor workers at once
+	Out         io.Writer
+}
+
+// Target is one figure of the report, with its target if it has one.
+type Target struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Target string  `json:"target"`
+	Met    *bool   `json:"met"`
+}
+
+// Report is the run's result (.local/bench/latest.json).
+type Report struct {
+	Acts    int       `json:"acts"`
+	Bytes   int64     `json:"bytes"`
+	Machine string    `json:"machine"`
+	At      time.Time `json:"at"`
+	Targets []Target  `json:"targets"`
+}
+
+func (r *Report) add(name string, value float64, unit, target string, met *bool) {
+	r.Targets = append(r.Targets, Target{Name: name, Value: math.Round(value*1000) / 1000, Unit: unit, Target: target, Met: met})
+}
+
+func ptr(b bool) *bool { return &b }
+
+// Run runs the benchmark and writes its report.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	rep := Report{Acts: cfg.Acts, At: time.Now().UTC(), Machine: fmt.Sprintf("%s/%s, %d CPU", runtime.GOOS, runtime.GOARCH, runtime.NumCPU())}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = runtime.NumCPU() * 2
+	}
+	// Fresh acts every run: the same ones again would be unchanged
+	// resubmissions (nothing to do), not a measure.
+	seed := time.Now().UnixNano()
+	acts := filepath.Join(cfg.Dir, fmt.Sprintf("acts-%d", seed))
+	defer os.RemoveAll(acts)
+	fmt.Fprintf(cfg.Out, "génération de %d actes dans %s…\n", cfg.Acts, acts)
+	if err := sample.Generate(sample.Options{Dir: acts, Count: cfg.Acts, Seed: seed, SizeClass: sample.SizeRealistic,
+		Prefix: fmt.Sprintf("bench-%d-", seed)}); err != nil {
+		return rep, err
+	}
+	files, _ := filepath.Glob(filepath.Join(acts, "*.pdf"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			rep.Bytes += st.Size()
+		}
+	}
+
+	// 1. The pipeline: the real client through the real API.
+	fmt.Fprintf(cfg.Out, "pipeline : %d actes, %.0f Mo, %d envois à la fois…\n", len(files), float64(rep.Bytes)/1e6, cfg.Parallel)
+	p, err := pipeline(ctx, cfg, acts)
+	if err != nil {
+		return rep, fmt.Errorf("pipeline : %w", err)
+	}
+	rep.add("pipeline: time to all archived", p.archived.Seconds(), "s", "", nil)
+	rep.add("pipeline: time to all acknowledged", p.acknowledged.Seconds(), "s", "", nil)
+	rate := float64(p.acts) / p.archived.Seconds()
+	rep.add("pipeline: acts/s to archived", rate, "acts/s", ">= 50", ptr(rate >= 50))
+	rep.add("pipeline: goal 100 acts/s", rate, "acts/s", ">= 100 (goal)", ptr(rate >= 100))
+	rep.add("pipeline: MB/s to archived", float64(rep.Bytes)/1e6/p.archived.Seconds(), "MB/s", "", nil)
+	for _, st := range p.stages {
+		rep.add("stage "+st.name+" p50", st.p50*1000, "ms", "", nil)
+		rep.add("stage "+st.name+" p99", st.p99*1000, "ms", "", nil)
+	}
+	var cpu float64
+	names := make([]string, 0, len(p.usage.CPU))
+	for n := range p.usage.CPU {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		cpu += p.usage.CPU[n]
+		rep.add("CPU seconds: "+n, p.usage.CPU[n], "s", "", nil)
+	}
+	rep.add("CPU seconds per act, all processes", cpu/float64(p.acts), "s/act", "", nil)
+	for _, n := range names {
+		mb := float64(p.usage.PeakRSS[n]) / (1 << 20)
+		if n == "etatcivil" {
+			rep.add("peak RSS: etatcivil (largest process)", mb, "MiB", "<= 300", ptr(mb <= 300))
+		} else {
+			rep.add("peak RSS: "+n+" (largest process)", mb, "MiB", "", nil)
+		}
+	}
+
+	// 2. The floor: the same work without PostgreSQL and River.
+	fmt.Fprintln(cfg.Out, "plancher : les mêmes fonctions et appels S3, sans PostgreSQL ni River…")
+	floorTime, err := floor(ctx, cfg, files)
+	if err != nil {
+		return rep, fmt.Errorf("plancher : %w", err)
+	}
+	floorRate := float64(len(files)) / floorTime.Seconds()
+	rep.add("floor: acts/s", floorRate, "acts/s", "", nil)
+	ratio := rate / floorRate
+	rep.add("pipeline ÷ floor (throughput)", ratio, "ratio", ">= 0.70", ptr(ratio >= 0.7))
+
+	// 3. The standalone tools.
+	fmt.Fprintln(cfg.Out, "outils autonomes : qpdf --check, openssl cms -sign, curl --aws-sigv4, xargs -P…")
+	tools, err := standalone(ctx, cfg, acts, files)
+	if err != nil {
+		return rep, fmt.Errorf("outils : %w", err)
+	}
+	for _, t := range tools.steps {
+		rep.add("tools: "+t.name, t.d.Seconds(), "s", "", nil)
+	}
+	toolsPerAct := tools.total.Seconds() / float64(len(files))
+	pipePerAct := p.archived.Seconds() / float64(p.acts)
+	rep.add("tools: seconds per act", toolsPerAct, "s/act", "", nil)
+	rep.add("pipeline: seconds per act", pipePerAct, "s/act", "", nil)
+	r2 := pipePerAct / toolsPerAct
+	rep.add("pipeline ÷ tools (seconds per act)", r2, "ratio", "<= 0.5", ptr(r2 <= 0.5))
+
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return rep, err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return rep, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
+		return rep, err
+	}
+	printTable(cfg.Out, rep)
+	return rep, nil
+}
+
+func printTable(w io.Writer, rep Report) {
+	fmt.Fprintf(w, "\n%d actes, %.0f Mo, %s, %s\n\n", rep.Acts, float64(rep.Bytes)/1e6, rep.Machine, rep.At.Format(time.RFC3339))
+	fmt.Fprintln(w, "| figure | value | unit | target | |")
+	fmt.Fprintln(w, "|---|---:|---|---|---|")
+	for _, t := range rep.Targets {
+		verdict := ""
+		if t.Met != nil {
+			verdict = "not met"
+			if *t.Met {
+				verdict = "met"
+			}
+			if t.Target == ">= 100 (goal)" {
+				verdict = map[bool]string{true: "goal reached", false: "goal not reached"}[*t.Met]
+			}
+		}
+		fmt.Fprintf(w, "| %s | %.3f | %s | %s | %s |\n", t.Name, t.Value, t.Unit, t.Target, verdict)
+	}
+}
+
+type stage struct {
+	name     string
+	p50, p99 float64 // seconds
+}
+
+type pipelineResult struct {
+	acts                   int
+	archived, acknowledged time.Duration
+	stages                 []stage
+	usage                  usage
+}
+
+func pipeline(ctx context.Context, cfg Config, dir string) (pipelineResult, error) {
+	var r pipelineResult
+	db, err := pgx.Connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return r, err
+	}
+	defer db.Close(ctx)
+	c := client.New(cfg.Server, cfg.HubToken)
+	w := watch(200 * time.Millisecond)
+	start := time.Now()
+	b, err := upload.Run(ctx, c, dir, upload.Options{Parallel: cfg.Parallel})
+	if err != nil {
+		w.finish()
+		return r, err
+	}
+	// All archived (or ended otherwise), then every transmission acknowledged.
+	for {
+		var total, ended int
+		if err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state IN ('archived', 'rejected', 'stalled'))
+			FROM entries WHERE batch_id = $1`, b.ID).Scan(&total, &ended); err != nil {
+			w.finish()
+			return r, err
+		}
+		if total > 0 && ended == total {
+			r.acts = total
+			break
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			w.finish()
+			return r, err
+		}
+	}
+	r.archived = time.Since(start)
+	// Lot registries (INSEE) hold transmissions until their cadence: the
+	// bench asks for the lots now, as an operator would (transmissions
+	// flush), every few seconds while it waits.
+	admin := client.New(cfg.Server, cfg.AdminToken)
+	deadline := time.Now().Add(10 * time.Minute)
+	lastFlush := time.Time{}
+	for {
+		if cfg.AdminToken != "" && time.Since(lastFlush) > 2*time.Second {
+			if _, err := admin.Post(ctx, "/api/v1/transmissions/flush", nil); err != nil {
+				w.finish()
+				return r, fmt.Errorf("transmissions flush : %w", err)
+			}
+			lastFlush = time.Now()
+		}
+		var open int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM transmissions t JOIN entries e ON e.id = t.entry_id
+			WHERE e.batch_id = $1 AND t.state NOT IN ('acknowledged', 'refused', 'dead')`, b.ID).Scan(&open); err != nil {
+			w.finish()
+			return r, err
+		}
+		if open == 0 || time.Now().After(deadline) {
+			break
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			w.finish()
+			return r, err
+		}
+	}
+	r.acknowledged = time.Since(start)
+	r.usage = w.finish()
+	// Per-stage latency from the ledger's history.
+	rows, err := db.Query(ctx, `WITH h AS (
+			SELECT h.entry_id, h.state, min(h.at) AS at FROM entry_history h JOIN entries e ON e.id = h.entry_id
+			WHERE e.batch_id = $1 GROUP BY h.entry_id, h.state)
+		SELECT s.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at)),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at))
+		FROM (VALUES ('validation', 'received', 'validated'), ('seal', 'validated', 'sealed'), ('archive', 'sealed', 'archived'),
+			('received→archived', 'received', 'archived')) AS s(name, from_state, to_state)
+		JOIN h a ON a.state = s.from_state JOIN h b ON b.entry_id = a.entry_id AND b.state = s.to_state
+		GROUP BY s.name ORDER BY s.name`, b.ID)
+	if err != nil {
+		return r, err
+	}
+	for rows.Next() {
+		var st stage
+		if err := rows.Scan(&st.name, &st.p50, &st.p99); err != nil {
+			return r, err
+		}
+		r.stages = append(r.stages, st)
+	}
+	return r, rows.Err()
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
