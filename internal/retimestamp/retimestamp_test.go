@@ -54,7 +54,9 @@ func devTSA(t *testing.T, name string, notAfter time.Time) (*revocation.DevChain
 	ts := httptest.NewServer(&tsa.Server{Signer: chain.LeafKey, Cert: chain.Leaf, Chain: []*x509.Certificate{chain.Inter}})
 	t.Cleanup(ts.Close)
 	c := &tsa.Client{URL: ts.URL, Timeout: 10 * time.Second}
-	return chain, func(ctx context.Context, imprint []byte) ([]byte, error) { return c.Timestamp(ctx, imprint, crypto.SHA256) }
+	return chain, func(ctx context.Context, imprint []byte) ([]byte, error) {
+		return c.Timestamp(ctx, imprint, crypto.SHA256)
+	}
 }
 
 // TestCampaign: acts sealed at B-LT with a TSA whose certificate expires
