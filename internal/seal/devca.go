@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -165,50 +164,35 @@ func DevCAWithRevocation(dir, base string) error {
 	if err != nil {
 		return fmt.Errorf("seal: dev CA: seal certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(sealKey)
-	if err != nil {
-		return fmt.Errorf("seal: dev CA: %w", err)
-	}
-
-	certPEM := func(der ...[]byte) []byte {
-		out := []byte(devBanner)
-		for _, d := range der {
-			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
-		}
-		return out
-	}
 	// Key last: its presence is what marks a complete set, and each file
 	// appears whole (written aside, then renamed).
-	keyPEM := func(der []byte) []byte {
-		return append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
+	var files []devpki.File
+	key := func(name string, k crypto.Signer) error {
+		data, err := devpki.KeyPEM(devBanner, k)
+		if err == nil {
+			files = append(files, devpki.File{Name: name, Data: data, Mode: 0o600})
+		}
+		return err
 	}
-	type file struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}
-	var files []file
 	if base != "" {
-		rootKeyDER, err := x509.MarshalPKCS8PrivateKey(rootKey)
-		if err != nil {
+		if err := key(DevRootKeyFile, rootKey); err != nil {
 			return fmt.Errorf("seal: dev CA: %w", err)
 		}
-		interKeyDER, err := x509.MarshalPKCS8PrivateKey(interKey)
-		if err != nil {
+		if err := key(DevInterKeyFile, interKey); err != nil {
 			return fmt.Errorf("seal: dev CA: %w", err)
 		}
-		files = append(files, file{DevRootKeyFile, keyPEM(rootKeyDER), 0o600}, file{DevInterKeyFile, keyPEM(interKeyDER), 0o600})
 	}
-	files = append(files, file{DevRootFile, certPEM(rootDER), 0o644}, file{DevSealFile, certPEM(sealDER, interDER, rootDER), 0o644},
-		file{DevKeyFile, keyPEM(keyDER), 0o600})
+	files = append(files, devpki.File{Name: DevRootFile, Data: devpki.CertsPEM(devBanner, rootDER), Mode: 0o644},
+		devpki.File{Name: DevSealFile, Data: devpki.CertsPEM(devBanner, sealDER, interDER, rootDER), Mode: 0o644})
+	if err := key(DevKeyFile, sealKey); err != nil {
+		return fmt.Errorf("seal: dev CA: %w", err)
+	}
 	if base != "" {
 		// Last: it says the set was made whole for this base.
-		files = append(files, file{devRevocationFile, []byte(base + "\n"), 0o644})
+		files = append(files, devpki.File{Name: devRevocationFile, Data: []byte(base + "\n"), Mode: 0o644})
 	}
-	for _, f := range files {
-		if err := devpki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
-			return fmt.Errorf("seal: dev CA: %w", err)
-		}
+	if err := devpki.WriteFiles(dir, files); err != nil {
+		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	return nil
 }
@@ -225,60 +209,20 @@ func randomSerial() *big.Int {
 // their keys (DevCAWithRevocation with a base), as a revocation.Responder
 // serves them: seal-root and seal-inter.
 func DevAuthorities(dir string) ([]revocation.Authority, error) {
-	certs, err := readPEMCerts(filepath.Join(dir, DevSealFile))
+	certs, err := devpki.ReadCerts(filepath.Join(dir, DevSealFile))
 	if err != nil {
 		return nil, err
 	}
 	if len(certs) != 3 {
 		return nil, fmt.Errorf("seal: dev CA: %s: want seal, intermediate and root", DevSealFile)
 	}
-	rootKey, err := readPEMKey(filepath.Join(dir, DevRootKeyFile))
+	rootKey, err := devpki.ReadSigner(filepath.Join(dir, DevRootKeyFile))
 	if err != nil {
 		return nil, err
 	}
-	interKey, err := readPEMKey(filepath.Join(dir, DevInterKeyFile))
+	interKey, err := devpki.ReadSigner(filepath.Join(dir, DevInterKeyFile))
 	if err != nil {
 		return nil, err
 	}
 	return []revocation.Authority{{Name: "seal-root", Cert: certs[2], Key: rootKey}, {Name: "seal-inter", Cert: certs[1], Key: interKey}}, nil
-}
-
-func readPEMCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out, nil
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-}
-
-func readPEMKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	b, _ := pem.Decode(data)
-	if b == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: not a signing key", path)
-	}
-	return signer, nil
 }

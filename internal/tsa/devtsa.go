@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -168,47 +167,27 @@ func createDevTSA(dir, base string) error {
 	if err != nil {
 		return fmt.Errorf("TSA certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(tsaKey)
-	if err != nil {
-		return err
-	}
-
-	certPEM := func(der ...[]byte) []byte {
-		out := []byte(devBanner)
-		for _, d := range der {
-			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d})...)
-		}
-		return out
-	}
 	// Key last: its presence marks a complete set, and each file appears
 	// whole (written aside, then renamed).
-	keyPEM := func(der []byte) []byte {
-		return append([]byte(devBanner), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
-	}
-	type file struct {
-		name string
-		data []byte
-		mode os.FileMode
-	}
-	var files []file
+	var files []devpki.File
 	if base != "" {
-		rootKeyDER, err := x509.MarshalPKCS8PrivateKey(rootKey)
+		data, err := devpki.KeyPEM(devBanner, rootKey)
 		if err != nil {
 			return err
 		}
-		files = append(files, file{DevTSARootKeyFile, keyPEM(rootKeyDER), 0o600})
+		files = append(files, devpki.File{Name: DevTSARootKeyFile, Data: data, Mode: 0o600})
 	}
-	files = append(files, file{DevTSARootFile, certPEM(rootDER), 0o644}, file{DevTSAFile, certPEM(tsaDER, rootDER), 0o644},
-		file{DevTSAKeyFile, keyPEM(keyDER), 0o600})
+	keyData, err := devpki.KeyPEM(devBanner, tsaKey)
+	if err != nil {
+		return err
+	}
+	files = append(files, devpki.File{Name: DevTSARootFile, Data: devpki.CertsPEM(devBanner, rootDER), Mode: 0o644},
+		devpki.File{Name: DevTSAFile, Data: devpki.CertsPEM(devBanner, tsaDER, rootDER), Mode: 0o644},
+		devpki.File{Name: DevTSAKeyFile, Data: keyData, Mode: 0o600})
 	if base != "" {
-		files = append(files, file{devTSARevocationFile, []byte(base + "\n"), 0o644})
+		files = append(files, devpki.File{Name: devTSARevocationFile, Data: []byte(base + "\n"), Mode: 0o644})
 	}
-	for _, f := range files {
-		if err := devpki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
-			return err
-		}
-	}
-	return nil
+	return devpki.WriteFiles(dir, files)
 }
 
 // timeStampingEKU is the extended key usage extension RFC 3161 §2.3 wants
@@ -227,7 +206,7 @@ func loadDevTSA(dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := readCerts(filepath.Join(dir, DevTSAFile))
+	certs, err := devpki.ReadCerts(filepath.Join(dir, DevTSAFile))
 	if err != nil {
 		return nil, err
 	}
@@ -235,21 +214,9 @@ func loadDevTSA(dir string) (*Server, error) {
 		return nil, fmt.Errorf("%s: want the TSA certificate then the root of %s", DevTSAFile, DevTSARootFile)
 	}
 	cert := certs[0]
-	data, err := os.ReadFile(filepath.Join(dir, DevTSAKeyFile))
+	signer, err := devpki.ReadSigner(filepath.Join(dir, DevTSAKeyFile))
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("%s: no PKCS #8 PRIVATE KEY block", DevTSAKeyFile)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", DevTSAKeyFile, err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: key %T cannot sign", DevTSAKeyFile, k)
 	}
 	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(cert.PublicKey) {
@@ -268,7 +235,7 @@ func loadDevTSA(dir string) (*Server, error) {
 }
 
 func readDevRoot(dir string) (*x509.Certificate, error) {
-	certs, err := readCerts(filepath.Join(dir, DevTSARootFile))
+	certs, err := devpki.ReadCerts(filepath.Join(dir, DevTSARootFile))
 	if err != nil {
 		return nil, err
 	}
@@ -276,33 +243,6 @@ func readDevRoot(dir string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("%s: want one CA certificate", DevTSARootFile)
 	}
 	return certs[0], nil
-}
-
-func readCerts(path string) ([]*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no certificate", filepath.Base(path))
-	}
-	return certs, nil
 }
 
 // DevAuthorities loads the development TSA's root with its key
@@ -313,21 +253,9 @@ func DevAuthorities(dir string) ([]revocation.Authority, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(filepath.Join(dir, DevTSARootKeyFile))
+	signer, err := devpki.ReadSigner(filepath.Join(dir, DevTSARootKeyFile))
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", DevTSARootKeyFile)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", DevTSARootKeyFile, err)
-	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: not a signing key", DevTSARootKeyFile)
 	}
 	return []revocation.Authority{{Name: "tsa-root", Cert: root, Key: signer}}, nil
 }
