@@ -21,7 +21,8 @@ import (
 
 // floor does what the pipeline does to each act, with the same package
 // functions, the same S3 calls and the same concurrency, but without
-// PostgreSQL and River: staging PUT, read back and isolated check, read
+// PostgreSQL and River: staging PUT, read back and isolated check (a pool
+// of checker children, as the workers have), read
 // back and seal at the hubs' default level (B-LT: TSA and validation
 // material), sealed PUT to staging, read back and locked archive PUT,
 // HEAD of the archived version. What is left between this and the
@@ -46,6 +47,8 @@ func floor(ctx context.Context, cfg Config, files []string) (time.Duration, erro
 		},
 		Validation: &seal.Validation{Roots: roots, Collect: (&revocation.Fetcher{}).Collect}}
 	run := fmt.Sprintf("floor/%d/", time.Now().UnixNano())
+	checker := &pdfcheck.Pool{Exe: cfg.Exe, Lim: pdfcheck.DefaultLimits(), Opt: pdfcheck.IsolateOptions{Timeout: 60 * time.Second}, Idle: cfg.Parallel}
+	defer checker.Close()
 	one := func(path string) error {
 		f, err := os.Open(path)
 		if err != nil {
@@ -64,7 +67,7 @@ func floor(ctx context.Context, cfg Config, files []string) (time.Duration, erro
 		if err != nil {
 			return err
 		}
-		_, err = pdfcheck.RunIsolated(ctx, cfg.Exe, obj, size, pdfcheck.DefaultLimits(), pdfcheck.IsolateOptions{Timeout: 60 * time.Second})
+		_, err = checker.Check(ctx, obj, size)
 		obj.Close()
 		if err != nil {
 			return fmt.Errorf("%s : %w", path, err)

@@ -72,7 +72,8 @@ type Deps struct {
 	// CommuneName names a COG code (for messages); nil leaves names empty.
 	CommuneName func(code string) string
 
-	jobs *Client // set by NewClient, for the next step's InsertTx
+	jobs    *Client        // set by NewClient, for the next step's InsertTx
+	checker *pdfcheck.Pool // set by NewClient
 }
 
 // Client is the River client and the way the rest of etatcivil enqueues.
@@ -87,6 +88,9 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 	if deps.HTTP == nil {
 		deps.HTTP = &transmit.HTTP{}
 	}
+	// Checker children are kept between files (the process start is half
+	// of a check's cost), as many idle as there are workers.
+	deps.checker = &pdfcheck.Pool{Exe: deps.PDFCheckExe, Lim: deps.Limits, Opt: deps.Isolate, Idle: max(deps.Workers, 1)}
 	if deps.LotPolicies == nil {
 		deps.LotPolicies = map[registry.Connector]LotPolicy{
 			registry.ConnectorArchives: ArchivesPolicy(time.Minute),
@@ -296,7 +300,7 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 		return waitFor(ctx, d, wk, model.StateReceived, stagingCause(err), err)
 	}
 	defer f.Close()
-	res, err := pdfcheck.RunIsolated(ctx, d.PDFCheckExe, f, wk.Size, d.Limits, d.Isolate)
+	res, err := d.checker.Check(ctx, f, wk.Size)
 	var rej *model.Rejection
 	switch {
 	case errors.As(err, &rej):

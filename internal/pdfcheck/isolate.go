@@ -55,6 +55,8 @@ func (o IsolateOptions) withDefaults() IsolateOptions {
 // childReply is the one JSON line the child writes: exactly one of the
 // three parts is set.
 type childReply struct {
+	// Seq is the request's number in pool mode (0 for a one-shot child).
+	Seq     int64        `json:"seq,omitempty"`
 	Result  *Result      `json:"result,omitempty"`
 	Reason  model.Reason `json:"reason,omitempty"`
 	Message string       `json:"message,omitempty"`
@@ -166,15 +168,7 @@ func RunIsolated(ctx context.Context, exe string, pdf io.Reader, size int64, lim
 		if !errors.As(waitErr, &ee) {
 			return Result{}, fmt.Errorf("pdfcheck: wait for child: %w", waitErr)
 		}
-		// Killed by an operator's or a system's stop signal: not the
-		// file's fault, so not a rejection.
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			switch ws.Signal() {
-			case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
-				return Result{}, fmt.Errorf("pdfcheck: child stopped by %s", ws.Signal())
-			}
-		}
-		return Result{}, model.Reject(model.ReasonPDFResourceLimit, "("+ee.ProcessState.String()+")")
+		return Result{}, exitVerdict(waitErr)
 	}
 	if perr != nil {
 		return Result{}, model.Reject(model.ReasonPDFResourceLimit, "(réponse illisible du processus d'analyse)")
@@ -189,13 +183,30 @@ func RunIsolated(ctx context.Context, exe string, pdf io.Reader, size int64, lim
 	}
 }
 
+// stopSignal tells whether a child was killed by an operator's or a
+// system's stop signal: not the file's fault, so not a rejection.
+func stopSignal(ee *exec.ExitError) bool {
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		switch ws.Signal() {
+		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+			return true
+		}
+	}
+	return false
+}
+
 // parseReply reads the child's single JSON line.
 func parseReply(out *capped) (childReply, error) {
-	var r childReply
 	if out.over {
-		return r, errors.New("reply too long")
+		return childReply{}, errors.New("reply too long")
 	}
-	line := bytes.TrimSpace(out.buf.Bytes())
+	return parseLine(out.buf.Bytes())
+}
+
+// parseLine decodes one reply line: exactly one outcome, a known reason.
+func parseLine(b []byte) (childReply, error) {
+	var r childReply
+	line := bytes.TrimSpace(b)
 	if len(line) == 0 || bytes.IndexByte(line, '\n') >= 0 {
 		return r, errors.New("not one line")
 	}
@@ -240,9 +251,10 @@ func childArgs(size int64, lim Limits, mem int64) []string {
 
 // childConfig is what the child's flags say.
 type childConfig struct {
-	size int64
-	lim  Limits
-	mem  int64
+	size  int64
+	lim   Limits
+	mem   int64
+	serve bool
 }
 
 // parseChildArgs parses the flags of ChildMain.
@@ -259,6 +271,7 @@ func parseChildArgs(args []string) (childConfig, error) {
 	fs.Int64Var(&c.lim.MaxRatio, "max-ratio", d.MaxRatio, "")
 	fs.Int64Var(&c.lim.RatioGrace, "ratio-grace", d.RatioGrace, "")
 	fs.Int64Var(&c.mem, "mem", DefaultMemoryLimit, "memory limit in bytes")
+	fs.BoolVar(&c.serve, "serve", false, "pool mode: numbered requests on stdin until it ends")
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("pdfcheck flags: %w", err)
 	}
@@ -281,22 +294,18 @@ func limitMemory(mem int64) {
 // one JSON line to stdout and returns the exit code: 0 whatever the
 // verdict (a rejection is in the JSON), 2 for bad flags.
 func ChildMain(args []string, stdin io.Reader, stdout io.Writer) int {
-	reply := func(r childReply) {
-		b, err := json.Marshal(r)
-		if err != nil {
-			b = []byte(`{"error":"marshal reply"}`)
-		}
-		_, _ = stdout.Write(append(b, '\n'))
-	}
 	c, err := parseChildArgs(args)
 	if err != nil {
-		reply(childReply{Error: err.Error()})
+		writeReply(stdout, childReply{Error: err.Error()})
 		return 2
 	}
 	limitMemory(c.mem)
+	if c.serve {
+		return serve(c, stdin, stdout)
+	}
 	data, err := io.ReadAll(io.LimitReader(stdin, c.lim.MaxFileSize+1))
 	if err != nil {
-		reply(childReply{Error: fmt.Sprintf("read stdin: %v", err)})
+		writeReply(stdout, childReply{Error: fmt.Sprintf("read stdin: %v", err)})
 		return 0
 	}
 	size := c.size
@@ -304,16 +313,30 @@ func ChildMain(args []string, stdin io.Reader, stdout io.Writer) int {
 		size = int64(len(data))
 	}
 	res, err := Check(bytes.NewReader(data), size, c.lim)
+	writeReply(stdout, replyFor(res, err, 0))
+	return 0
+}
+
+// replyFor is the reply for Check's outcome.
+func replyFor(res Result, err error, seq int64) childReply {
 	var rej *model.Rejection
 	switch {
 	case err == nil:
-		reply(childReply{Result: &res})
+		return childReply{Seq: seq, Result: &res}
 	case errors.As(err, &rej):
-		reply(childReply{Reason: rej.Reason, Message: rej.Message})
+		return childReply{Seq: seq, Reason: rej.Reason, Message: rej.Message}
 	default:
-		reply(childReply{Error: err.Error()})
+		return childReply{Seq: seq, Error: err.Error()}
 	}
-	return 0
+}
+
+// writeReply writes r as one JSON line.
+func writeReply(w io.Writer, r childReply) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		b = []byte(`{"error":"marshal reply"}`)
+	}
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // capped is a buffer that keeps at most max bytes and remembers overflow.
