@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -127,6 +128,28 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		} else {
 			rep.add("peak RSS: "+n+" (largest process)", mb, "MiB", "", nil)
 		}
+	}
+
+	// Scale-out, reported without a target: 1 and 2 more `etatcivil
+	// worker` processes beside serve (2 and 3 processes working).
+	for extra := 1; extra <= 2; extra++ {
+		more := filepath.Join(cfg.Dir, fmt.Sprintf("acts-%d-%d", seed, extra))
+		if err := sample.Generate(sample.Options{Dir: more, Count: cfg.Acts, Seed: seed + int64(extra)*1_000_003, SizeClass: sample.SizeRealistic,
+			Prefix: fmt.Sprintf("bench-%d-%d-", seed, extra)}); err != nil {
+			return rep, err
+		}
+		fmt.Fprintf(cfg.Out, "pipeline avec %d processus de workers…\n", extra+1)
+		stop, err := startWorkers(cfg, extra)
+		if err != nil {
+			return rep, err
+		}
+		px, err := pipeline(ctx, cfg, more)
+		stop()
+		os.RemoveAll(more)
+		if err != nil {
+			return rep, fmt.Errorf("pipeline à %d processus : %w", extra+1, err)
+		}
+		rep.add(fmt.Sprintf("pipeline with %d worker processes: acts/s to archived", extra+1), float64(px.acts)/px.archived.Seconds(), "acts/s", "", nil)
 	}
 
 	// 2. The floor: the same work without PostgreSQL and River.
@@ -294,4 +317,37 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-time.After(d):
 		return nil
 	}
+}
+
+// startWorkers starts n `etatcivil worker` processes with the stack's
+// environment (their operations listeners on free ports) and returns
+// what stops them.
+func startWorkers(cfg Config, n int) (func(), error) {
+	var cmds []*exec.Cmd
+	stop := func() {
+		for _, c := range cmds {
+			_ = c.Process.Signal(os.Interrupt)
+		}
+		for _, c := range cmds {
+			done := make(chan struct{})
+			go func() { _ = c.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				_ = c.Process.Kill()
+				<-done
+			}
+		}
+	}
+	for range n {
+		c := exec.Command(cfg.Exe, "worker")
+		c.Env = append(os.Environ(), "ETATCIVIL_OPS_ADDR=127.0.0.1:0")
+		c.Stdout, c.Stderr = io.Discard, io.Discard
+		if err := c.Start(); err != nil {
+			stop()
+			return nil, err
+		}
+		cmds = append(cmds, c)
+	}
+	return stop, nil
 }
