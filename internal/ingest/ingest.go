@@ -82,6 +82,15 @@ type Client struct {
 	deps  *Deps
 }
 
+// CloseCheckers stops the idle PDF checker children, once the workers
+// are stopped (a child left behind would end anyway when this process
+// does: its stdin closes).
+func (c *Client) CloseCheckers() {
+	if c.deps.checker != nil {
+		c.deps.checker.Close()
+	}
+}
+
 // NewClient builds the River client with every worker registered. With
 // deps.Workers == 0 it only inserts jobs (serve --workers=false).
 func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {

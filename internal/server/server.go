@@ -311,6 +311,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			logger.Warn("arrêt des workers incomplet", "err", err)
 			_ = jobs.River.StopAndCancel(context.Background())
 		}
+		jobs.CloseCheckers()
 	}
 	_ = ops.Shutdown(sctx)
 	return nil

@@ -125,6 +125,7 @@ func NewStack(t testing.TB, opt StackOptions) *Stack {
 			defer c()
 			_ = jobs.River.Stop(sctx)
 			cancel()
+			jobs.CloseCheckers()
 		})
 	}
 	h, err := auth.NewHasher(Pepper)
