@@ -4,11 +4,16 @@ package devpki
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
+	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFileAtomic writes data to path with mode: into a temporary file of
@@ -113,4 +118,31 @@ func ReadSigner(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: key %T cannot sign", filepath.Base(path), k)
 	}
 	return signer, nil
+}
+
+// ResetFor removes files from dir unless marker there holds base: a
+// development PKI whose certificates name another revocation service (or
+// none) is made again. It does nothing when base is empty.
+func ResetFor(dir, marker, base string, files ...string) error {
+	if base == "" {
+		return nil
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, marker)); err == nil && strings.TrimSpace(string(b)) == base {
+		return nil
+	}
+	for _, n := range append(files, marker) {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Serial is a random positive 127-bit certificate serial number.
+func Serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return n.Add(n, big.NewInt(1))
 }

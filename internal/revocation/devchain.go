@@ -8,8 +8,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
-	"math/big"
 	"time"
+
+	"github.com/etatcivil/etatcivil/internal/devpki"
 )
 
 // DevChain is a development chain, root → intermediate → end entity,
@@ -75,15 +76,15 @@ func NewDevChain(base string, opt DevOptions) (*DevChain, error) {
 		}
 		return cert
 	}
-	rootTmpl := &x509.Certificate{SerialNumber: serial(), Subject: name("etatcivil DÉVELOPPEMENT — racine, NE PAS UTILISER EN PRODUCTION"),
+	rootTmpl := &x509.Certificate{SerialNumber: devpki.Serial(), Subject: name("etatcivil DÉVELOPPEMENT — racine, NE PAS UTILISER EN PRODUCTION"),
 		NotBefore: now, NotAfter: now.AddDate(10, 0, 0), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true, IsCA: true, MaxPathLen: 1}
 	c.Root = issue(rootTmpl, rootTmpl, c.RootKey.Public(), c.RootKey)
-	c.Inter = issue(&x509.Certificate{SerialNumber: serial(), Subject: name("etatcivil DÉVELOPPEMENT — intermédiaire, NE PAS UTILISER EN PRODUCTION"),
+	c.Inter = issue(&x509.Certificate{SerialNumber: devpki.Serial(), Subject: name("etatcivil DÉVELOPPEMENT — intermédiaire, NE PAS UTILISER EN PRODUCTION"),
 		NotBefore: now, NotAfter: now.AddDate(8, 0, 0), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
 		CRLDistributionPoints: []string{base + "/crl/" + c.prefix + "root.crl"}}, c.Root, c.InterKey.Public(), c.RootKey)
-	leaf := &x509.Certificate{SerialNumber: serial(), Subject: name(opt.CommonName), NotBefore: now, NotAfter: opt.NotAfter,
+	leaf := &x509.Certificate{SerialNumber: devpki.Serial(), Subject: name(opt.CommonName), NotBefore: now, NotAfter: opt.NotAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment, BasicConstraintsValid: true,
 		OCSPServer: []string{base + "/ocsp"}, CRLDistributionPoints: []string{base + "/crl/" + c.prefix + "inter.crl"}}
 	if leaf.NotAfter.IsZero() {
@@ -112,12 +113,4 @@ func (c *DevChain) Chain() []*x509.Certificate { return []*x509.Certificate{c.Le
 // Authorities are the chain's two authorities, as a Responder serves them.
 func (c *DevChain) Authorities() []Authority {
 	return []Authority{{Name: c.prefix + "root", Cert: c.Root, Key: c.RootKey}, {Name: c.prefix + "inter", Cert: c.Inter, Key: c.InterKey}}
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err)
-	}
-	return n.Add(n, big.NewInt(1))
 }

@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/devpki"
@@ -62,14 +60,8 @@ const (
 // (or none) are replaced; with an empty base, existing files are kept
 // whatever they name.
 func DevCAWithRevocation(dir, base string) error {
-	if base != "" {
-		if b, err := os.ReadFile(filepath.Join(dir, devRevocationFile)); err != nil || strings.TrimSpace(string(b)) != base {
-			for _, n := range []string{DevKeyFile, DevSealFile, DevRootFile, DevRootKeyFile, DevInterKeyFile, devRevocationFile} {
-				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("seal: dev CA: %w", err)
-				}
-			}
-		}
+	if err := devpki.ResetFor(dir, devRevocationFile, base, DevKeyFile, DevSealFile, DevRootFile, DevRootKeyFile, DevInterKeyFile); err != nil {
+		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	names := []string{DevRootFile, DevSealFile, DevKeyFile}
 	present := 0
@@ -98,7 +90,7 @@ func DevCAWithRevocation(dir, base string) error {
 		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	rootTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
+		SerialNumber:          devpki.Serial(),
 		Subject:               pkix.Name{CommonName: devRootCN, Organization: []string{devOrg}, Country: []string{"FR"}},
 		NotBefore:             now,
 		NotAfter:              now.AddDate(10, 0, 0),
@@ -123,7 +115,7 @@ func DevCAWithRevocation(dir, base string) error {
 		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	interTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
+		SerialNumber:          devpki.Serial(),
 		Subject:               pkix.Name{CommonName: devInterCN, Organization: []string{devOrg}, Country: []string{"FR"}},
 		NotBefore:             now,
 		NotAfter:              now.AddDate(8, 0, 0),
@@ -149,7 +141,7 @@ func DevCAWithRevocation(dir, base string) error {
 		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	sealTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
+		SerialNumber:          devpki.Serial(),
 		Subject:               pkix.Name{CommonName: devSealCN, Organization: []string{devOrg}, Country: []string{"FR"}},
 		NotBefore:             now,
 		NotAfter:              now.AddDate(3, 0, 0),
@@ -195,14 +187,6 @@ func DevCAWithRevocation(dir, base string) error {
 		return fmt.Errorf("seal: dev CA: %w", err)
 	}
 	return nil
-}
-
-func randomSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	return n.Add(n, big.NewInt(1))
 }
 
 // DevAuthorities loads the development CA's root and intermediate with

@@ -14,7 +14,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/etatcivil/etatcivil/internal/devpki"
@@ -68,14 +67,8 @@ const (
 // base (or none) are replaced; with an empty base, existing files are
 // kept whatever they name.
 func DevTSAWithRevocation(dir, base string) (*Server, error) {
-	if base != "" {
-		if b, err := os.ReadFile(filepath.Join(dir, devTSARevocationFile)); err != nil || strings.TrimSpace(string(b)) != base {
-			for _, n := range []string{DevTSAKeyFile, DevTSAFile, DevTSARootFile, DevTSARootKeyFile, devTSARevocationFile} {
-				if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return nil, fmt.Errorf("tsa: dev TSA: %w", err)
-				}
-			}
-		}
+	if err := devpki.ResetFor(dir, devTSARevocationFile, base, DevTSAKeyFile, DevTSAFile, DevTSARootFile, DevTSARootKeyFile); err != nil {
+		return nil, fmt.Errorf("tsa: dev TSA: %w", err)
 	}
 	names := []string{DevTSARootFile, DevTSAFile, DevTSAKeyFile}
 	present := 0
