@@ -232,28 +232,60 @@ func pipeline(ctx context.Context, cfg Config, dir string) (pipelineResult, erro
 	}
 	defer db.Close(ctx)
 	c := client.New(cfg.Server, cfg.HubToken)
+	// The processes are watched while the acts go through, whatever the
+	// outcome.
 	w := watch(200 * time.Millisecond)
+	batchID, err := r.run(ctx, cfg, db, c, dir)
+	r.usage = w.finish()
+	if err != nil {
+		return r, err
+	}
+
+	// Per-stage latency from the ledger's history.
+	rows, err := db.Query(ctx, `WITH h AS (
+			SELECT h.entry_id, h.state, min(h.at) AS at FROM entry_history h JOIN entries e ON e.id = h.entry_id
+			WHERE e.batch_id = $1 GROUP BY h.entry_id, h.state)
+		SELECT s.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at)),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at))
+		FROM (VALUES ('validation', 'received', 'validated'), ('seal', 'validated', 'sealed'), ('archive', 'sealed', 'archived'),
+			('received→archived', 'received', 'archived')) AS s(name, from_state, to_state)
+		JOIN h a ON a.state = s.from_state JOIN h b ON b.entry_id = a.entry_id AND b.state = s.to_state
+		GROUP BY s.name ORDER BY s.name`, batchID)
+	if err != nil {
+		return r, err
+	}
+	for rows.Next() {
+		var st stage
+		if err := rows.Scan(&st.name, &st.p50, &st.p99); err != nil {
+			return r, err
+		}
+		r.stages = append(r.stages, st)
+	}
+	return r, rows.Err()
+}
+
+// run sends the acts of dir and waits for every entry, then every
+// transmission, to end; it records the times in r and returns the batch.
+func (r *pipelineResult) run(ctx context.Context, cfg Config, db *pgx.Conn, c *client.Client, dir string) (string, error) {
 	start := time.Now()
 	b, err := upload.Run(ctx, c, dir, upload.Options{Parallel: cfg.Parallel})
 	if err != nil {
-		w.finish()
-		return r, err
+		return "", err
 	}
+	batchID := b.ID
 	// All archived (or ended otherwise), then every transmission acknowledged.
 	for {
 		var total, ended int
 		if err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE state IN ('archived', 'rejected', 'stalled'))
-			FROM entries WHERE batch_id = $1`, b.ID).Scan(&total, &ended); err != nil {
-			w.finish()
-			return r, err
+			FROM entries WHERE batch_id = $1`, batchID).Scan(&total, &ended); err != nil {
+			return "", err
 		}
 		if total > 0 && ended == total {
 			r.acts = total
 			break
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			w.finish()
-			return r, err
+			return "", err
 		}
 	}
 	r.archived = time.Since(start)
@@ -266,48 +298,24 @@ func pipeline(ctx context.Context, cfg Config, dir string) (pipelineResult, erro
 	for {
 		if cfg.AdminToken != "" && time.Since(lastFlush) > 2*time.Second {
 			if _, err := admin.Post(ctx, "/api/v1/transmissions/flush", nil); err != nil {
-				w.finish()
-				return r, fmt.Errorf("transmissions flush : %w", err)
+				return "", fmt.Errorf("transmissions flush : %w", err)
 			}
 			lastFlush = time.Now()
 		}
 		var open int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM transmissions t JOIN entries e ON e.id = t.entry_id
-			WHERE e.batch_id = $1 AND t.state NOT IN ('acknowledged', 'refused', 'dead')`, b.ID).Scan(&open); err != nil {
-			w.finish()
-			return r, err
+			WHERE e.batch_id = $1 AND t.state NOT IN ('acknowledged', 'refused', 'dead')`, batchID).Scan(&open); err != nil {
+			return "", err
 		}
 		if open == 0 || time.Now().After(deadline) {
 			break
 		}
 		if err := sleep(ctx, 500*time.Millisecond); err != nil {
-			w.finish()
-			return r, err
+			return "", err
 		}
 	}
 	r.acknowledged = time.Since(start)
-	r.usage = w.finish()
-	// Per-stage latency from the ledger's history.
-	rows, err := db.Query(ctx, `WITH h AS (
-			SELECT h.entry_id, h.state, min(h.at) AS at FROM entry_history h JOIN entries e ON e.id = h.entry_id
-			WHERE e.batch_id = $1 GROUP BY h.entry_id, h.state)
-		SELECT s.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at)),
-			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM b.at - a.at))
-		FROM (VALUES ('validation', 'received', 'validated'), ('seal', 'validated', 'sealed'), ('archive', 'sealed', 'archived'),
-			('received→archived', 'received', 'archived')) AS s(name, from_state, to_state)
-		JOIN h a ON a.state = s.from_state JOIN h b ON b.entry_id = a.entry_id AND b.state = s.to_state
-		GROUP BY s.name ORDER BY s.name`, b.ID)
-	if err != nil {
-		return r, err
-	}
-	for rows.Next() {
-		var st stage
-		if err := rows.Scan(&st.name, &st.p50, &st.p99); err != nil {
-			return r, err
-		}
-		r.stages = append(r.stages, st)
-	}
-	return r, rows.Err()
+	return batchID, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
