@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etatcivil/etatcivil/internal/api"
 	"github.com/etatcivil/etatcivil/internal/client"
 	"github.com/etatcivil/etatcivil/internal/pdfgen"
 	"github.com/etatcivil/etatcivil/internal/store"
@@ -289,4 +290,29 @@ func brokenPageTree() []byte {
 	d.AddStream("/Filter /FlateDecode", pdfgen.Deflate([]byte("q 595 0 0 842 0 0 cm /Im0 Do Q")))
 	d.Trailer("/Root 1 0 R")
 	return d.Bytes()
+}
+
+// verification fetches an act's integrity report with c (an auditor's).
+func verification(t *testing.T, c *client.Client, actID string) api.Report {
+	t.Helper()
+	raw, err := c.Get(context.Background(), "/api/v1/acts/"+actID+"/verification", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r api.Report
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// failingChecks names the checks of r that fail, comma-separated.
+func failingChecks(r api.Report) string {
+	var out []string
+	for _, c := range r.Checks {
+		if !c.OK {
+			out = append(out, c.Name)
+		}
+	}
+	return strings.Join(out, ",")
 }

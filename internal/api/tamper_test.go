@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -48,25 +47,9 @@ func TestIntegrityReportTampering(t *testing.T) {
 	}
 	report := func() api.Report {
 		t.Helper()
-		raw, err := auditor.Get(ctx, "/api/v1/acts/"+actID+"/verification", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r api.Report
-		if err := json.Unmarshal(raw, &r); err != nil {
-			t.Fatal(err)
-		}
-		return r
+		return verification(t, auditor, actID)
 	}
-	failing := func(r api.Report) string {
-		var out []string
-		for _, c := range r.Checks {
-			if !c.OK {
-				out = append(out, c.Name)
-			}
-		}
-		return strings.Join(out, ",")
-	}
+	failing := failingChecks
 	if r := report(); !r.OK || failing(r) != "" || len(r.Checks) != 6 || !strings.Contains(r.Checks[5].Detail, "ancré") {
 		t.Fatalf("rapport initial : %+v", r)
 	}
