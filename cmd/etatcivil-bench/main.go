@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/etatcivil/etatcivil/internal/bench"
 	"github.com/etatcivil/etatcivil/internal/blob"
@@ -30,6 +31,16 @@ la vraie API, jusqu'à « archived » puis « acknowledged »), son plancher
 autonomes (qpdf --check, openssl cms -sign, curl --aws-sigv4 avec
 xargs -P), puis imprime un tableau Markdown et écrit les mêmes chiffres
 dans .local/bench/latest.json. BENCH_ACTS : 2000 par défaut.
+
+Côté lecture : BENCH_READ_ACTS actes (1 000 000 par défaut) chargés une
+fois dans la base etatcivil_bench_read (gardée d'un passage à l'autre),
+servis par un « etatcivil serve » à part et lus par BENCH_READ_CLIENTS
+clients (50) pendant BENCH_READ_SECONDS secondes (30).
+
+BENCH_PARTS limite le passage à certaines parties, séparées par des
+virgules : pipeline (avec la montée en charge), floor, tools, read.
+BENCH_READ_PROFILE=F écrit dans F le profil CPU du serveur de lecture
+(go tool pprof bin/etatcivil F).
 `)
 		return
 	}
@@ -47,6 +58,23 @@ dans .local/bench/latest.json. BENCH_ACTS : 2000 par défaut.
 		acts = 2000
 	}
 	parallel, _ := strconv.Atoi(env("BENCH_PARALLEL"))
+	num := func(k string, def int) int {
+		if v, err := strconv.Atoi(env(k)); err == nil && v > 0 {
+			return v
+		}
+		return def
+	}
+	var parts []string
+	for p := range strings.SplitSeq(env("BENCH_PARTS"), ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "":
+		case "pipeline", "floor", "tools", "read":
+			parts = append(parts, p)
+		default:
+			fmt.Fprintf(os.Stderr, "etatcivil-bench : BENCH_PARTS : %q inconnue (pipeline, floor, tools, read)\n", p)
+			os.Exit(2)
+		}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "etatcivil-bench :", err)
@@ -64,6 +92,9 @@ dans .local/bench/latest.json. BENCH_ACTS : 2000 par défaut.
 			SecretKey: env("ETATCIVIL_S3_SECRET_KEY"), Archive: env("ETATCIVIL_S3_BUCKET"), Staging: env("ETATCIVIL_S3_STAGING_BUCKET")},
 		Exe: filepath.Join(filepath.Dir(self), "etatcivil"), SealCert: env("ETATCIVIL_SEAL_CERT"), SealKey: env("ETATCIVIL_SEAL_KEY"),
 		TSAURL: env("ETATCIVIL_TSA_URL"), TrustRoots: env("ETATCIVIL_TRUST_ROOTS"), Parallel: parallel, Out: os.Stdout,
+		ReadActs: num("BENCH_READ_ACTS", 1_000_000), ReadClients: num("BENCH_READ_CLIENTS", 50),
+		ReadDuration: time.Duration(num("BENCH_READ_SECONDS", 30)) * time.Second, Parts: parts,
+		ReadProfile: env("BENCH_READ_PROFILE"),
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

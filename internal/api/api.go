@@ -84,6 +84,41 @@ var Routes = []Route{
 	{"GET", "/api/v1/registers", everyRole, ScopeNone, (*Server).registers},
 }
 
+// views are the reads the audit log records as they are served, one
+// event per request, so that every access is attributable to a person
+// (its token): the action per route. Reads that record their own event
+// (PDFs, person data, the audit routes) are not here. The event names
+// the route and the act or batch of the path, never the query's values
+// (a surname searched for is personal data).
+var views = map[string]string{
+	"GET /api/v1/acts":                   "view.acts",
+	"GET /api/v1/acts/{id}":              "view.act",
+	"GET /api/v1/acts/{id}/verification": "view.verification",
+	"GET /api/v1/batches":                "view.batches",
+	"GET /api/v1/batches/{id}":           "view.batch",
+	"GET /api/v1/batches/{id}/receipt":   "view.receipt",
+	"GET /api/v1/dashboard":              "view.dashboard",
+	"GET /api/v1/registers":              "view.registers",
+	"GET /api/v1/transmissions":          "view.transmissions",
+}
+
+// recordView records the read r of route rt, if it is one of views,
+// before it is served: an access the log cannot record is refused.
+func (s *Server) recordView(r *http.Request, rt Route, p auth.Principal) error {
+	action, ok := views[rt.Method+" "+rt.Pattern]
+	if !ok || (rt.Pattern == "/api/v1/acts/{id}" && r.URL.Query().Get("persons") == "1") {
+		return nil
+	}
+	e := store.Event{Actor: p.Actor(), Action: action, Data: map[string]any{"route": rt.Pattern}}
+	switch rt.Scope {
+	case ScopeAct:
+		e.ActID = validUUID(r.PathValue("id"))
+	case ScopeBatch:
+		e.BatchID = validUUID(r.PathValue("id"))
+	}
+	return s.Store.Audit(r.Context(), e)
+}
+
 // Server holds the API's dependencies.
 type Server struct {
 	// Anchor verifies the audit checkpoints (nil: the chain alone).
@@ -160,6 +195,10 @@ func (s *Server) wrap(rt Route) http.Handler {
 		if !slices.Contains(rt.Roles, p.Role) {
 			writeProblem(w, &Problem{Status: 403, Type: "forbidden", Title: "Accès refusé",
 				Detail: fmt.Sprintf("Le rôle %s n'a pas accès à cette opération.", p.Role)})
+			return
+		}
+		if err := s.recordView(r, rt, p); err != nil {
+			s.fail(w, r, err)
 			return
 		}
 		if err := rt.Handler(s, w, r, p); err != nil {

@@ -159,3 +159,91 @@ func TestAuditLogWhoReadWhat(t *testing.T) {
 		t.Fatalf("vérification après purge : %+v %v", rep, err)
 	}
 }
+
+// TestEveryReadIsAttributed: each read of the API's views (act, list,
+// dashboard, registers, batch, verification) records one event naming
+// its token, the route and the act or batch of the path, never the
+// query's values; a read with its own event (person data) records that
+// one only; a read refused as outside the caller's scope (404) is
+// recorded too, as an attempt.
+func TestEveryReadIsAttributed(t *testing.T) {
+	t.Parallel()
+	s := testenv.NewStack(t, testenv.StackOptions{})
+	s.Hub(t, "h", "12202")
+	hubTok := s.Token(t, auth.RoleHub, "h")
+	hub := client.New(s.URL, hubTok)
+	ctx := context.Background()
+	p1 := goodPDF(511)
+	b := waitBatch(t, hub, uploadBatch(t, hub, manifestBytes(t, "h", act("a.pdf", p1, 1)), map[string][]byte{"a.pdf": p1}).ID)
+	if b.Counts.Archived != 1 {
+		t.Fatalf("lot : %+v", b.Counts)
+	}
+	actA := *entryByFile(t, b, "a.pdf").ID
+	town, other, auditor := s.Token(t, auth.RoleTownhall, "", "12202"), s.Token(t, auth.RoleTownhall, "", "12145"), s.Token(t, auth.RoleAuditor, "")
+	id := func(tok string) string { i, _, _ := auth.Parse(tok); return i }
+
+	type event struct{ action, act, batch, data string }
+	events := func(tok string) []event {
+		t.Helper()
+		rows, err := s.Store.Pool.Query(ctx, `SELECT action, coalesce(act_id::text, ''), coalesce(batch_id::text, ''), data::text
+			FROM audit_events WHERE actor = $1 AND action LIKE 'view.%' OR actor = $1 AND action LIKE 'act.read%' ORDER BY id`, id(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []event
+		for rows.Next() {
+			var e event
+			if err := rows.Scan(&e.action, &e.act, &e.batch, &e.data); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	read := func(tok, path string, want int, header http.Header) {
+		t.Helper()
+		if r := send(t, s.URL, tok, apiReq{method: "GET", path: path, header: header}); r.status != want {
+			t.Fatalf("%s : %d, attendu %d : %s", path, r.status, want, r.body)
+		}
+	}
+	read(town, "/api/v1/acts/"+actA, 200, nil)
+	read(town, "/api/v1/dashboard", 200, nil)
+	read(town, "/api/v1/registers?year=2024", 200, nil)
+	read(town, "/api/v1/acts?surname=Lef%C3%A8vre&year=2024", 200, nil)
+	read(town, "/api/v1/acts/"+actA+"?persons=1", 200, http.Header{"Etatcivil-Purpose": {"controle"}})
+	got := events(town)
+	want := []event{
+		{"view.act", actA, "", `{"route": "/api/v1/acts/{id}"}`},
+		{"view.dashboard", "", "", `{"route": "/api/v1/dashboard"}`},
+		{"view.registers", "", "", `{"route": "/api/v1/registers"}`},
+		{"view.acts", "", "", `{"route": "/api/v1/acts"}`},
+		{"act.read_persons", actA, "", "{}"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("événements de la mairie :\n%v\nattendus :\n%v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("événement %d : %+v, attendu %+v", i, got[i], want[i])
+		}
+	}
+	read(hubTok, "/api/v1/batches/"+b.ID, 200, nil)
+	if got := events(hubTok); len(got) != 1 || got[0].action != "view.batch" || got[0].batch != b.ID {
+		t.Errorf("lecture du lot : %+v", got)
+	}
+	read(auditor, "/api/v1/acts/"+actA+"/verification", 200, nil)
+	if got := events(auditor); len(got) != 1 || got[0].action != "view.verification" || got[0].act != actA {
+		t.Errorf("vérification : %+v", got)
+	}
+	// Another commune's town hall: 404, and the attempt is on record.
+	read(other, "/api/v1/acts/"+actA, 404, nil)
+	if got := events(other); len(got) != 1 || got[0].action != "view.act" || got[0].act != actA {
+		t.Errorf("tentative hors périmètre : %+v", got)
+	}
+	// A malformed id names no act.
+	read(other, "/api/v1/acts/pas-un-uuid", 404, nil)
+	if got := events(other); len(got) != 2 || got[1].act != "" {
+		t.Errorf("identifiant invalide : %+v", got)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"time"
 
@@ -45,7 +46,17 @@ type Config struct {
 	TrustRoots  string
 	Parallel    int // uploads and floor workers at once
 	Out         io.Writer
+	// Read side: acts loaded, concurrent clients, duration.
+	ReadActs     int
+	ReadClients  int
+	ReadDuration time.Duration
+	ReadProfile  string // where to write the read server's CPU profile ("": none)
+	// Parts, if set, limits the run to these parts: pipeline (with the
+	// scale-out), floor, tools, read. Ratios need the parts they divide.
+	Parts []string
 }
+
+func (c Config) part(name string) bool { return len(c.Parts) == 0 || slices.Contains(c.Parts, name) }
 
 // Target is one figure of the report, with its target if it has one.
 type Target struct {
@@ -58,11 +69,13 @@ type Target struct {
 
 // Report is the run's result (.local/bench/latest.json).
 type Report struct {
-	Acts    int       `json:"acts"`
-	Bytes   int64     `json:"bytes"`
-	Machine string    `json:"machine"`
-	At      time.Time `json:"at"`
-	Targets []Target  `json:"targets"`
+	Acts int `json:"acts"`
+	// ReadActs is the size of the read side's database (0: not run).
+	ReadActs int       `json:"read_acts,omitempty"`
+	Bytes    int64     `json:"bytes"`
+	Machine  string    `json:"machine"`
+	At       time.Time `json:"at"`
+	Targets  []Target  `json:"targets"`
 }
 
 func (r *Report) add(name string, value float64, unit, target string, met *bool) {
@@ -82,10 +95,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	seed := time.Now().UnixNano()
 	acts := filepath.Join(cfg.Dir, fmt.Sprintf("acts-%d", seed))
 	defer os.RemoveAll(acts)
-	fmt.Fprintf(cfg.Out, "génération de %d actes dans %s…\n", cfg.Acts, acts)
-	if err := sample.Generate(sample.Options{Dir: acts, Count: cfg.Acts, Seed: seed, SizeClass: sample.SizeRealistic,
-		Prefix: fmt.Sprintf("bench-%d-", seed)}); err != nil {
-		return rep, err
+	if cfg.part("pipeline") || cfg.part("floor") || cfg.part("tools") {
+		fmt.Fprintf(cfg.Out, "génération de %d actes dans %s…\n", cfg.Acts, acts)
+		if err := sample.Generate(sample.Options{Dir: acts, Count: cfg.Acts, Seed: seed, SizeClass: sample.SizeRealistic,
+			Prefix: fmt.Sprintf("bench-%d-", seed)}); err != nil {
+			return rep, err
+		}
 	}
 	files, _ := filepath.Glob(filepath.Join(acts, "*.pdf"))
 	for _, f := range files {
@@ -95,10 +110,84 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 
 	// 1. The pipeline: the real client through the real API.
-	fmt.Fprintf(cfg.Out, "pipeline : %d actes, %.0f Mo, %d envois à la fois…\n", len(files), float64(rep.Bytes)/1e6, cfg.Parallel)
+	var rate, pipePerAct float64
+	if cfg.part("pipeline") {
+		r, perAct, err := runPipeline(ctx, cfg, &rep, acts, seed, len(files))
+		if err != nil {
+			return rep, err
+		}
+		rate, pipePerAct = r, perAct
+	}
+
+	// 2. The floor: the same work without PostgreSQL and River.
+	if cfg.part("floor") {
+		fmt.Fprintln(cfg.Out, "plancher : les mêmes fonctions et appels S3, sans PostgreSQL ni River…")
+		floorTime, err := floor(ctx, cfg, files)
+		if err != nil {
+			return rep, fmt.Errorf("plancher : %w", err)
+		}
+		floorRate := float64(len(files)) / floorTime.Seconds()
+		rep.add("floor: acts/s", floorRate, "acts/s", "", nil)
+		if rate > 0 {
+			ratio := rate / floorRate
+			rep.add("pipeline ÷ floor (throughput)", ratio, "ratio", ">= 0.70", ptr(ratio >= 0.7))
+		}
+	}
+
+	// 3. The standalone tools.
+	if cfg.part("tools") {
+		fmt.Fprintln(cfg.Out, "outils autonomes : qpdf --check, openssl cms -sign, curl --aws-sigv4, xargs -P…")
+		tools, err := standalone(ctx, cfg, acts, files)
+		if err != nil {
+			return rep, fmt.Errorf("outils : %w", err)
+		}
+		for _, t := range tools.steps {
+			rep.add("tools: "+t.name, t.d.Seconds(), "s", "", nil)
+		}
+		toolsPerAct := tools.total.Seconds() / float64(len(files))
+		rep.add("tools: seconds per act", toolsPerAct, "s/act", "", nil)
+		if pipePerAct > 0 {
+			rep.add("pipeline: seconds per act", pipePerAct, "s/act", "", nil)
+			r2 := pipePerAct / toolsPerAct
+			rep.add("pipeline ÷ tools (seconds per act)", r2, "ratio", "<= 0.5", ptr(r2 <= 0.5))
+		}
+	}
+
+	// 4. The read side, on its own database of ReadActs acts.
+	if cfg.part("read") {
+		fmt.Fprintf(cfg.Out, "lecture : %d clients pendant %s sur %d actes…\n", cfg.ReadClients, cfg.ReadDuration, cfg.ReadActs)
+		res, err := readSide(ctx, cfg)
+		if err != nil {
+			return rep, fmt.Errorf("lecture : %w", err)
+		}
+		if res.firstErr != "" {
+			fmt.Fprintf(cfg.Out, "lecture : première erreur : %s\n", res.firstErr)
+		}
+		rep.ReadActs = cfg.ReadActs
+		res.report(&rep, cfg)
+	}
+
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return rep, err
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return rep, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
+		return rep, err
+	}
+	printTable(cfg.Out, rep)
+	return rep, nil
+}
+
+// runPipeline runs the pipeline, then the scale-out, adding their
+// figures to rep; it returns the pipeline's acts/s and seconds per act.
+func runPipeline(ctx context.Context, cfg Config, rep *Report, acts string, seed int64, files int) (float64, float64, error) {
+	fmt.Fprintf(cfg.Out, "pipeline : %d actes, %.0f Mo, %d envois à la fois…\n", files, float64(rep.Bytes)/1e6, cfg.Parallel)
 	p, err := pipeline(ctx, cfg, acts)
 	if err != nil {
-		return rep, fmt.Errorf("pipeline : %w", err)
+		return 0, 0, fmt.Errorf("pipeline : %w", err)
 	}
 	rep.add("pipeline: time to all archived", p.archived.Seconds(), "s", "", nil)
 	rep.add("pipeline: time to all acknowledged", p.acknowledged.Seconds(), "s", "", nil)
@@ -136,65 +225,30 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		more := filepath.Join(cfg.Dir, fmt.Sprintf("acts-%d-%d", seed, extra))
 		if err := sample.Generate(sample.Options{Dir: more, Count: cfg.Acts, Seed: seed + int64(extra)*1_000_003, SizeClass: sample.SizeRealistic,
 			Prefix: fmt.Sprintf("bench-%d-%d-", seed, extra)}); err != nil {
-			return rep, err
+			return 0, 0, err
 		}
 		fmt.Fprintf(cfg.Out, "pipeline avec %d processus de workers…\n", extra+1)
 		stop, err := startWorkers(cfg, extra)
 		if err != nil {
-			return rep, err
+			return 0, 0, err
 		}
 		px, err := pipeline(ctx, cfg, more)
 		stop()
 		os.RemoveAll(more)
 		if err != nil {
-			return rep, fmt.Errorf("pipeline à %d processus : %w", extra+1, err)
+			return 0, 0, fmt.Errorf("pipeline à %d processus : %w", extra+1, err)
 		}
 		rep.add(fmt.Sprintf("pipeline with %d worker processes: acts/s to archived", extra+1), float64(px.acts)/px.archived.Seconds(), "acts/s", "", nil)
 	}
-
-	// 2. The floor: the same work without PostgreSQL and River.
-	fmt.Fprintln(cfg.Out, "plancher : les mêmes fonctions et appels S3, sans PostgreSQL ni River…")
-	floorTime, err := floor(ctx, cfg, files)
-	if err != nil {
-		return rep, fmt.Errorf("plancher : %w", err)
-	}
-	floorRate := float64(len(files)) / floorTime.Seconds()
-	rep.add("floor: acts/s", floorRate, "acts/s", "", nil)
-	ratio := rate / floorRate
-	rep.add("pipeline ÷ floor (throughput)", ratio, "ratio", ">= 0.70", ptr(ratio >= 0.7))
-
-	// 3. The standalone tools.
-	fmt.Fprintln(cfg.Out, "outils autonomes : qpdf --check, openssl cms -sign, curl --aws-sigv4, xargs -P…")
-	tools, err := standalone(ctx, cfg, acts, files)
-	if err != nil {
-		return rep, fmt.Errorf("outils : %w", err)
-	}
-	for _, t := range tools.steps {
-		rep.add("tools: "+t.name, t.d.Seconds(), "s", "", nil)
-	}
-	toolsPerAct := tools.total.Seconds() / float64(len(files))
-	pipePerAct := p.archived.Seconds() / float64(p.acts)
-	rep.add("tools: seconds per act", toolsPerAct, "s/act", "", nil)
-	rep.add("pipeline: seconds per act", pipePerAct, "s/act", "", nil)
-	r2 := pipePerAct / toolsPerAct
-	rep.add("pipeline ÷ tools (seconds per act)", r2, "ratio", "<= 0.5", ptr(r2 <= 0.5))
-
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
-		return rep, err
-	}
-	b, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return rep, err
-	}
-	if err := os.WriteFile(filepath.Join(cfg.Dir, "latest.json"), append(b, '\n'), 0o644); err != nil {
-		return rep, err
-	}
-	printTable(cfg.Out, rep)
-	return rep, nil
+	return rate, p.archived.Seconds() / float64(p.acts), nil
 }
 
 func printTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "\n%d actes, %.0f Mo, %s, %s\n\n", rep.Acts, float64(rep.Bytes)/1e6, rep.Machine, rep.At.Format(time.RFC3339))
+	fmt.Fprintf(w, "\n%d actes, %.0f Mo", rep.Acts, float64(rep.Bytes)/1e6)
+	if rep.ReadActs > 0 {
+		fmt.Fprintf(w, " ; lecture sur %d actes", rep.ReadActs)
+	}
+	fmt.Fprintf(w, " ; %s, %s\n\n", rep.Machine, rep.At.Format(time.RFC3339))
 	fmt.Fprintln(w, "| figure | value | unit | target | |")
 	fmt.Fprintln(w, "|---|---:|---|---|---|")
 	for _, t := range rep.Targets {

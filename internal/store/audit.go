@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Event is one audit record: a state change, a token created or revoked,
@@ -23,8 +24,13 @@ type Event struct {
 	Data    map[string]any
 }
 
+// execer is a transaction or the pool (a statement of its own).
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
 // audit inserts e in tx, the transaction of the change or read it records.
-func audit(ctx context.Context, tx pgx.Tx, e Event) error {
+func audit(ctx context.Context, tx execer, e Event) error {
 	var reasonSum any
 	var reason any
 	if e.Reason != "" {
@@ -47,10 +53,9 @@ func audit(ctx context.Context, tx pgx.Tx, e Event) error {
 // AuditTx records e in tx, a transaction of the caller's.
 func AuditTx(ctx context.Context, tx pgx.Tx, e Event) error { return audit(ctx, tx, e) }
 
-// Audit records e in its own transaction (for reads, which change nothing else).
-func (s *Store) Audit(ctx context.Context, e Event) error {
-	return s.Transact(ctx, func(tx pgx.Tx) error { return audit(ctx, tx, e) })
-}
+// Audit records e in a statement of its own (for reads, which change
+// nothing else): one round trip, committed when it returns.
+func (s *Store) Audit(ctx context.Context, e Event) error { return audit(ctx, s.Pool, e) }
 
 // AuditEvent is an audit record as read back. Reason is the free text of
 // a read's reason, null once pruned (its SHA-256 stays).

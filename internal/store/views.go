@@ -355,16 +355,20 @@ func parseUUID(s string) (string, error) {
 }
 
 // ActWithPersonsRead returns an act in scope with its persons, and
-// records the read (actor, purpose) in the same transaction: no record,
+// records the read (actor, purpose) before it is returned: no record,
 // no data.
 func (s *Store) ActWithPersonsRead(ctx context.Context, sc Scope, id string, actor Actor, purpose, reason string) (ActView, error) {
-	var a ActView
-	err := s.Transact(ctx, func(tx pgx.Tx) error {
-		var err error
-		if a, err = s.Act(ctx, sc, id, true); err != nil {
-			return err
-		}
-		return AuditTx(ctx, tx, Event{Actor: actor, Action: "act.read_persons", ActID: id, Purpose: purpose, Reason: reason})
-	})
-	return a, err
+	// The act is read first, then its read recorded: the caller answers
+	// only once the record is committed (no record, no data). The read
+	// is not made inside the record's transaction: it takes a connection
+	// of its own, and under load a pool whose every connection waits in a
+	// transaction for another would stall (the read-side bench found it).
+	a, err := s.Act(ctx, sc, id, true)
+	if err != nil {
+		return ActView{}, err
+	}
+	if err := s.Audit(ctx, Event{Actor: actor, Action: "act.read_persons", ActID: id, Purpose: purpose, Reason: reason}); err != nil {
+		return ActView{}, err
+	}
+	return a, nil
 }
