@@ -5,7 +5,7 @@ SHELL := /bin/bash
 GO ?= go
 STACK := scripts/stack.sh
 
-.PHONY: all build run test up down demo bench test-faults lint tools cog-snapshot sample clean
+.PHONY: all build run test fuzz up down demo bench test-faults lint tools cog-snapshot sample clean
 
 all: build
 
@@ -31,6 +31,11 @@ demo: build
 test: build
 	$(GO) vet ./...
 	$(STACK) test
+
+# Every fuzz target, FUZZTIME each (10 s by default), against a test
+# stack; CI runs it after make test. The seed corpora run in make test.
+fuzz: build
+	$(STACK) fuzz
 
 # Benchmarks beside the standalone tools doing the same work (qpdf, a raw
 # S3 upload); ratios are printed as extra metrics. See docs/benchmarks.md.

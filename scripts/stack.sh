@@ -367,6 +367,16 @@ test_() {
 	if [ "${STACK_BENCH:-}" = 1 ]; then
 		# Benchmarks run without the race detector, which would distort them.
 		go test -count=1 -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ${TEST_PKGS:-./...}
+	elif [ "${STACK_FUZZ:-}" = 1 ]; then
+		# Every fuzz target of the repository, each for FUZZTIME (10 s by
+		# default); a crash is written to the package's testdata/fuzz/ and
+		# fails the run: committed, it is a regression test of make test.
+		local file fn
+		while IFS=: read -r file fn; do
+			fn=${fn#func }
+			say "fuzz : $fn ($(dirname "$file"))"
+			go test -count=1 -run '^$' -fuzz "^$fn\$" -fuzztime "${FUZZTIME:-10s}" "./$(dirname "$file")"
+		done < <(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' internal | sort)
 	else
 		go test -race -count=1 "$@" ${TEST_PKGS:-./...}
 	fi
@@ -395,6 +405,7 @@ run) run ;;
 demo) demo ;;
 test) test_ "$@" ;;
 bench) bench_ "$@" ;;
+fuzz) STACK_FUZZ=1 test_ "$@" ;;
 db-name) db_name ;;
-*) die "usage: $0 tools|up|down|run|demo|test" ;;
+*) die "usage: $0 tools|up|down|run|demo|test|fuzz|bench" ;;
 esac

@@ -35,10 +35,17 @@ dans .local/bench/latest.json. BENCH_ACTS : 2000 par défaut.
 Côté lecture : BENCH_READ_ACTS actes (1 000 000 par défaut) chargés une
 fois dans la base etatcivil_bench_read (gardée d'un passage à l'autre),
 servis par un « etatcivil serve » à part et lus par BENCH_READ_CLIENTS
-clients (50) pendant BENCH_READ_SECONDS secondes (30).
+clients (50) pendant BENCH_READ_SECONDS secondes (30), au rythme de
+BENCH_READ_RATE requêtes par seconde en tout (500 ; « max » : chaque
+client aussi vite qu'il peut). La latence d'une requête court depuis
+l'instant où elle était due.
 
 BENCH_PARTS limite le passage à certaines parties, séparées par des
 virgules : pipeline (avec la montée en charge), floor, tools, read.
+Les cachets du passage mesuré sont au niveau BENCH_LEVEL (B-B, celui de
+l'objectif), puis un second passage au niveau BENCH_LEVEL_ALSO (B-T avec
+l'horodatage local ; « none » : aucun) ; le niveau de l'opérateur
+BENCH_HUB (smica) est rétabli à la fin.
 BENCH_READ_PROFILE=F écrit dans F le profil CPU du serveur de lecture
 (go tool pprof bin/etatcivil F).
 `)
@@ -92,9 +99,13 @@ BENCH_READ_PROFILE=F écrit dans F le profil CPU du serveur de lecture
 			SecretKey: env("ETATCIVIL_S3_SECRET_KEY"), Archive: env("ETATCIVIL_S3_BUCKET"), Staging: env("ETATCIVIL_S3_STAGING_BUCKET")},
 		Exe: filepath.Join(filepath.Dir(self), "etatcivil"), SealCert: env("ETATCIVIL_SEAL_CERT"), SealKey: env("ETATCIVIL_SEAL_KEY"),
 		TSAURL: env("ETATCIVIL_TSA_URL"), TrustRoots: env("ETATCIVIL_TRUST_ROOTS"), Parallel: parallel, Out: os.Stdout,
-		ReadActs: num("BENCH_READ_ACTS", 1_000_000), ReadClients: num("BENCH_READ_CLIENTS", 50),
+		ReadActs: num("BENCH_READ_ACTS", 1_000_000), ReadClients: num("BENCH_READ_CLIENTS", 50), ReadRate: readRate(env("BENCH_READ_RATE")),
 		ReadDuration: time.Duration(num("BENCH_READ_SECONDS", 30)) * time.Second, Parts: parts,
 		ReadProfile: env("BENCH_READ_PROFILE"),
+		Level:       or(env("BENCH_LEVEL"), "B-B"), LevelAlso: or(env("BENCH_LEVEL_ALSO"), "B-T"), Hub: or(env("BENCH_HUB"), "smica"),
+	}
+	if cfg.LevelAlso == "none" {
+		cfg.LevelAlso = ""
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -102,4 +113,23 @@ BENCH_READ_PROFILE=F écrit dans F le profil CPU du serveur de lecture
 		fmt.Fprintln(os.Stderr, "etatcivil-bench :", err)
 		os.Exit(1)
 	}
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// readRate is BENCH_READ_RATE: requests per second in all, 500 by
+// default, 0 for "max".
+func readRate(v string) int {
+	if v == "max" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return n
+	}
+	return 500
 }

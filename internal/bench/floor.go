@@ -23,8 +23,8 @@ import (
 // functions, the same S3 calls and the same concurrency, but without
 // PostgreSQL and River: staging PUT, read back and isolated check (a pool
 // of checker children, as the workers have), read
-// back and seal at the hubs' default level (B-LT: TSA and validation
-// material), sealed PUT to staging, read back and locked archive PUT,
+// back and seal at the pipeline's level (cfg.Level, B-B by default; B-T
+// adds the TSA, B-LT the validation material), sealed PUT to staging, read back and locked archive PUT,
 // HEAD of the archived version. What is left between this and the
 // pipeline is what durability and orchestration cost.
 func floor(ctx context.Context, cfg Config, files []string) (time.Duration, error) {
@@ -41,11 +41,16 @@ func floor(ctx context.Context, cfg Config, files []string) (time.Duration, erro
 		return 0, err
 	}
 	tc := &tsa.Client{URL: cfg.TSAURL, Timeout: 30 * time.Second}
-	opt := seal.Options{Reason: "Banc d'essai", Name: key.Label,
-		Timestamp: func(ctx context.Context, imprint []byte) ([]byte, error) {
+	opt := seal.Options{Reason: "Banc d'essai", Name: key.Label}
+	if cfg.Level != "B-B" {
+		opt.Timestamp = func(ctx context.Context, imprint []byte) ([]byte, error) {
 			return tc.Timestamp(ctx, imprint, crypto.SHA256)
-		},
-		Validation: &seal.Validation{Roots: roots, Collect: (&revocation.Fetcher{}).Collect}}
+		}
+	}
+	if cfg.Level == "B-LT" || cfg.Level == "B-LTA" {
+		opt.Validation = &seal.Validation{Roots: roots, Collect: (&revocation.Fetcher{}).Collect}
+		opt.DocTimestamp = cfg.Level == "B-LTA"
+	}
 	run := fmt.Sprintf("floor/%d/", time.Now().UnixNano())
 	checker := &pdfcheck.Pool{Exe: cfg.Exe, Lim: pdfcheck.DefaultLimits(), Opt: pdfcheck.IsolateOptions{Timeout: 60 * time.Second}, Idle: cfg.Parallel}
 	defer checker.Close()

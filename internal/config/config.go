@@ -53,6 +53,7 @@ type Config struct {
 	InfraBackoffMax       time.Duration // ETATCIVIL_INFRA_BACKOFF_MAX
 	ShutdownTimeout       time.Duration
 	RescueAfter           time.Duration // ETATCIVIL_RESCUE_AFTER: a job running longer is deemed lost (crashed worker) and retried
+	DashboardTTL          time.Duration // ETATCIVIL_DASHBOARD_TTL: how long a dashboard's counts are served from memory (0: counted at each read)
 	StepTimeout           time.Duration // ETATCIVIL_STEP_TIMEOUT: one seal or archive step
 	AuthFailuresPerMinute int
 
@@ -211,6 +212,7 @@ func load(getenv func(string) string) (*Config, error) {
 		InfraBackoffMax:       dur("ETATCIVIL_INFRA_BACKOFF_MAX", 5*time.Minute),
 		ShutdownTimeout:       dur("ETATCIVIL_SHUTDOWN_TIMEOUT", 30*time.Second),
 		RescueAfter:           dur("ETATCIVIL_RESCUE_AFTER", 10*time.Minute),
+		DashboardTTL:          dur("ETATCIVIL_DASHBOARD_TTL", 5*time.Second),
 		StepTimeout:           dur("ETATCIVIL_STEP_TIMEOUT", 5*time.Minute),
 		AuthFailuresPerMinute: int(integer("ETATCIVIL_AUTH_FAILURES_PER_MINUTE", 30)),
 	}
@@ -303,6 +305,7 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_INFRA_BACKOFF_MAX":        c.InfraBackoffMax.String(),
 		"ETATCIVIL_SHUTDOWN_TIMEOUT":         c.ShutdownTimeout.String(),
 		"ETATCIVIL_RESCUE_AFTER":             c.RescueAfter.String(),
+		"ETATCIVIL_DASHBOARD_TTL":            c.DashboardTTL.String(),
 		"ETATCIVIL_STEP_TIMEOUT":             c.StepTimeout.String(),
 		"ETATCIVIL_AUTH_FAILURES_PER_MINUTE": strconv.Itoa(c.AuthFailuresPerMinute),
 		"ETATCIVIL_AUDIT_CHECKPOINT_EVERY":   c.CheckpointEvery.String(),

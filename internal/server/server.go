@@ -159,6 +159,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 		return err
 	}
 	defer st.Close()
+	st.DashboardTTL = c.DashboardTTL
 	if err := st.CheckSchema(ctx); err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,8 +70,70 @@ var attentionOrder = map[string]int{"rejected": 0, "stalled": 1, "refused": 2, "
 
 // Dashboard counts the acts in scope (of commune, if set) by register and
 // state, counts their transmissions, and lists what needs attention
-// first (at most limit items).
+// first (at most limit items). With DashboardTTL, a dashboard counted
+// less than that long ago is returned as it was (concurrent callers of
+// the same one wait for a single count); callers must not modify it.
 func (s *Store) Dashboard(ctx context.Context, sc Scope, commune string, limit int) (Dashboard, error) {
+	if s.DashboardTTL <= 0 {
+		return s.dashboard(ctx, sc, commune, limit)
+	}
+	key := fmt.Sprintf("%t|%s|%s|%s|%d", sc.All, sc.HubID, strings.Join(sc.Communes, ","), commune, limit)
+	return s.dash.get(ctx, key, s.DashboardTTL, func() (Dashboard, error) {
+		// The count outlives a caller that gives up: the others wait for it.
+		return s.dashboard(context.WithoutCancel(ctx), sc, commune, limit)
+	})
+}
+
+// dashCache keeps recent dashboards; at most one count per key runs.
+type dashCache struct {
+	mu sync.Mutex
+	m  map[string]*dashEntry
+}
+
+type dashEntry struct {
+	done chan struct{} // closed once d and err are set
+	at   time.Time
+	d    Dashboard
+	err  error
+}
+
+func (c *dashCache) get(ctx context.Context, key string, ttl time.Duration, count func() (Dashboard, error)) (Dashboard, error) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]*dashEntry{}
+	}
+	e := c.m[key]
+	if e != nil {
+		select {
+		case <-e.done:
+			if e.err != nil || time.Since(e.at) > ttl {
+				e = nil
+			}
+		default: // being counted: wait for it
+		}
+	}
+	if e == nil {
+		if len(c.m) > 10_000 {
+			clear(c.m) // one entry per token and commune asked: never this many in use
+		}
+		e = &dashEntry{done: make(chan struct{})}
+		c.m[key] = e
+		c.mu.Unlock()
+		e.d, e.err = count()
+		e.at = time.Now()
+		close(e.done)
+		return e.d, e.err
+	}
+	c.mu.Unlock()
+	select {
+	case <-e.done:
+		return e.d, e.err
+	case <-ctx.Done():
+		return Dashboard{}, ctx.Err()
+	}
+}
+
+func (s *Store) dashboard(ctx context.Context, sc Scope, commune string, limit int) (Dashboard, error) {
 	d := Dashboard{Commune: commune, Counts: []StateCount{}, Attention: []Attention{}, Transmissions: []RegistryCount{}}
 	rows, err := s.Pool.Query(ctx, `SELECT a.year, a.kind, a.state, count(*) FROM acts a WHERE `+scopeOn(sc, commune, "a")+`
 		GROUP BY a.year, a.kind, a.state ORDER BY a.year DESC, a.kind, a.state`, sc.communeFilter(), commune)

@@ -89,6 +89,9 @@ type Hub struct {
 	ID       string   `json:"id"`
 	Name     string   `json:"name"`
 	Communes []string `json:"communes"`
+	// SealLevel is the PAdES level of its next seals (read only here:
+	// hub set-level changes it).
+	SealLevel string `json:"seal_level,omitempty"`
 }
 
 // CreateHub creates a hub. ErrConflict if it exists.
@@ -131,8 +134,8 @@ func (s *Store) UpdateHub(ctx context.Context, actor Actor, id string, add, remo
 // Hub returns a hub with its communes.
 func (s *Store) Hub(ctx context.Context, id string) (Hub, error) {
 	h := Hub{ID: id}
-	err := s.Pool.QueryRow(ctx, `SELECT name, coalesce((SELECT array_agg(commune ORDER BY commune) FROM hub_communes WHERE hub_id = $1), '{}')
-		FROM hubs WHERE id = $1`, id).Scan(&h.Name, &h.Communes)
+	err := s.Pool.QueryRow(ctx, `SELECT name, coalesce((SELECT array_agg(commune ORDER BY commune) FROM hub_communes WHERE hub_id = $1), '{}'),
+		seal_level FROM hubs WHERE id = $1`, id).Scan(&h.Name, &h.Communes, &h.SealLevel)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return h, fmt.Errorf("opérateur %q: %w", id, ErrNotFound)
 	}

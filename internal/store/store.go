@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 	"io/fs"
 	"sort"
 	"strconv"
@@ -39,6 +40,14 @@ var migrationFS embed.FS
 // Store wraps a pgx pool.
 type Store struct {
 	Pool *pgxpool.Pool
+	// DashboardTTL, if set, is how long a dashboard is served from memory
+	// (per scope, commune and limit) before it is counted again
+	// (ETATCIVIL_DASHBOARD_TTL). A town hall's dashboard counts every act
+	// and transmission of its communes: at a million acts it is the one
+	// read that costs tens of milliseconds of PostgreSQL, and fifty
+	// clients asking for it at once need not count it fifty times.
+	DashboardTTL time.Duration
+	dash         dashCache
 }
 
 // Open connects to the database at url.
