@@ -382,6 +382,18 @@ test_() {
 	fi
 }
 
+# make test-faults: the fault suite (internal/e2e TestFaults) against a
+# test stack, FAULTS_ACTS acts per fault (1,000 here; 200 in make test),
+# then its summary: one line per fault.
+faults() {
+	mkdir -p "$LOCAL"
+	local log="$LOCAL/faults.log" rc=0
+	FAULTS_ACTS=${FAULTS_ACTS:-1000} TEST_PKGS=./internal/e2e/ test_ -run '^TestFaults$' -v -timeout 90m "$@" 2>&1 | tee "$log" || rc=$?
+	say "--- fautes ---"
+	grep '^fault=' "$log" >&2 || true
+	return $rc
+}
+
 # make bench: the Go benchmarks (against a test stack), then the pipeline
 # beside its floor and the standalone tools (against make up's stack):
 # etatcivil-bench, BENCH_ACTS acts (2000 by default), report in
@@ -406,6 +418,7 @@ demo) demo ;;
 test) test_ "$@" ;;
 bench) bench_ "$@" ;;
 fuzz) STACK_FUZZ=1 test_ "$@" ;;
+faults) faults "$@" ;;
 db-name) db_name ;;
 *) die "usage: $0 tools|up|down|run|demo|test|fuzz|bench" ;;
 esac
