@@ -23,6 +23,7 @@ import (
 	"github.com/etatcivil/etatcivil/internal/cog"
 	"github.com/etatcivil/etatcivil/internal/ingest"
 	"github.com/etatcivil/etatcivil/internal/manifest"
+	"github.com/etatcivil/etatcivil/internal/reqid"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
 )
@@ -402,14 +403,25 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// The request's id: the caller's X-Request-Id if it is a plain
+		// token, else a fresh one; answered back, logged, and carried into
+		// the jobs the request creates.
+		id := r.Header.Get("X-Request-Id")
+		if !reqid.Valid(id) {
+			id = reqid.New()
+		}
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(reqid.With(r.Context(), id))
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		if sw.status == 0 {
 			sw.status = 200
 		}
 		s.Metrics.Request(sw.status)
-		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "status", sw.status,
-			"ms", time.Since(start).Milliseconds(), "bytes", sw.bytes)
+		// The route and the id in its path (a batch or an act: ids only),
+		// never the query string or the headers (INTERFACE.md).
+		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "id", validUUID(r.PathValue("id")), "status", sw.status,
+			"ms", time.Since(start).Milliseconds(), "bytes", sw.bytes, "request_id", id)
 	})
 }
 

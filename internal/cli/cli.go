@@ -210,6 +210,12 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// logger is the servers' log: JSON lines (slog), or slog's text format
+// with ETATCIVIL_LOG_FORMAT=text (easier to read in a terminal).
 func logger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	opt := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if os.Getenv("ETATCIVIL_LOG_FORMAT") == "text" {
+		return slog.New(slog.NewTextHandler(w, opt))
+	}
+	return slog.New(slog.NewJSONHandler(w, opt))
 }

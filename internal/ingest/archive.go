@@ -142,7 +142,7 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 	}
 	crash("seal.after_stage")
 	certSum := sha256.Sum256(key.Certificate().Raw)
-	_, err = d.Store.MarkSealed(ctx, wk, store.Sealed{Key: sk, SHA256: sum, Size: n,
+	moved, err := d.Store.MarkSealed(ctx, wk, store.Sealed{Key: sk, SHA256: sum, Size: n,
 		CertSHA256: hex.EncodeToString(certSum[:]), Subject: key.Certificate().Subject.String(), Level: level}, func(tx pgx.Tx) error {
 		if _, err := d.jobs.River.InsertTx(ctx, tx, ArchiveArgs{EntryID: wk.EntryID}, nil); err != nil {
 			return err
@@ -150,6 +150,9 @@ func (w *SealWorker) Work(ctx context.Context, job *river.Job[SealArgs]) error {
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
+	if err == nil && moved {
+		logStep(ctx, d, wk, model.StateSealed)
+	}
 	return err
 }
 
@@ -213,6 +216,7 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	if err != nil || !moved {
 		return err
 	}
+	logStep(ctx, d, wk, model.StateArchived)
 	crash("archive.after_commit")
 	// Staging copies are no longer needed; the cleanup job catches any
 	// left behind.

@@ -14,11 +14,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/etatcivil/etatcivil/internal/blob"
 	"github.com/etatcivil/etatcivil/internal/model"
 	"github.com/etatcivil/etatcivil/internal/pdfcheck"
+	"github.com/etatcivil/etatcivil/internal/reqid"
 	"github.com/etatcivil/etatcivil/internal/registry"
 	"github.com/etatcivil/etatcivil/internal/seal"
 	"github.com/etatcivil/etatcivil/internal/store"
@@ -127,6 +129,8 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 		RescueStuckJobsAfter: cmp.Or(deps.RescueAfter, 10*time.Minute),
 		// No global timeout: each worker sets its own (Timeout methods).
 		JobTimeout: -1,
+		// A request's id follows the jobs it creates (job metadata).
+		Middleware: []rivertype.Middleware{reqid.Insert, reqid.Work},
 		// Run by the elected leader only, so once across all processes.
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),
@@ -328,14 +332,27 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 	crash("validate.before_commit")
 	// One transaction: the guarded state change, the next step, and this
 	// job's completion, so a crash can neither lose nor double a step.
-	_, err = d.Store.MarkValidated(ctx, wk, store.Validation{Pages: res.Pages, Version: res.Version, PDFA: res.PDFA}, func(tx pgx.Tx) error {
+	moved, err := d.Store.MarkValidated(ctx, wk, store.Validation{Pages: res.Pages, Version: res.Version, PDFA: res.PDFA}, func(tx pgx.Tx) error {
 		if _, err := d.jobs.River.InsertTx(ctx, tx, SealArgs{EntryID: wk.EntryID}, nil); err != nil {
 			return err
 		}
 		_, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job)
 		return err
 	})
+	if err == nil && moved {
+		logStep(ctx, d, wk, model.StateValidated)
+	}
 	return err
+}
+
+// logStep logs one step done: the entry, its act and batch (ids only,
+// never index data) and the request that started the work.
+func logStep(ctx context.Context, d *Deps, wk store.Work, state model.State) {
+	if d.Logger == nil {
+		return
+	}
+	d.Logger.InfoContext(ctx, "étape faite", "state", string(state), "entry", wk.EntryID, "act", wk.ActID, "batch", wk.BatchID,
+		"request_id", reqid.From(ctx))
 }
 
 // Backoff is 2^n seconds, capped at max.
