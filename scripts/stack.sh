@@ -366,7 +366,9 @@ test_() {
 	export ETATCIVIL_TEST_BIN="$BIN"
 	if [ "${STACK_BENCH:-}" = 1 ]; then
 		# Benchmarks run without the race detector, which would distort them.
-		go test -count=1 -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ${TEST_PKGS:-./...}
+		# A million acts are loaded by BenchmarkFollowMillion: past go test's
+		# default 10-minute limit on this machine.
+		go test -count=1 -timeout 60m -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" "$@" ${TEST_PKGS:-./...}
 	elif [ "${STACK_FUZZ:-}" = 1 ]; then
 		# Every fuzz target of the repository, each for FUZZTIME (10 s by
 		# default); a crash is written to the package's testdata/fuzz/ and
@@ -378,7 +380,7 @@ test_() {
 			go test -count=1 -run '^$' -fuzz "^$fn\$" -fuzztime "${FUZZTIME:-10s}" "./$(dirname "$file")"
 		done < <(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' internal | sort)
 	else
-		go test -race -count=1 "$@" ${TEST_PKGS:-./...}
+		go test -race -count=1 -timeout 30m "$@" ${TEST_PKGS:-./...}
 	fi
 }
 
