@@ -94,6 +94,45 @@ func TestFaults(t *testing.T) {
 				chains, time.Since(f.started).Round(time.Second), most)
 		}
 	})
+	t.Run("postgres_restart", func(t *testing.T) {
+		t.Parallel()
+		pg := startPostgres(t)
+		f := newFaultRun(t, n, "", "ETATCIVIL_DATABASE_URL="+pg.url)
+		f.startWorker()
+		f.upload()
+		inFlight := f.waitArchived(n / 4)
+		// The connections the test holds die with the server: it reconnects.
+		f.db.Close(context.Background())
+		pg.stop(t)
+		// While PostgreSQL is down the API accepts nothing, and says so:
+		// 503 with Retry-After, not a 500.
+		m, err := os.ReadFile(filepath.Join(f.dir, "extra", "manifest.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(m)
+		req, _ := http.NewRequest("POST", f.s.url+"/api/v1/batches", strings.NewReader(string(m)))
+		req.Header.Set("Authorization", "Bearer "+f.tok)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", hex.EncodeToString(sum[:]))
+		if resp, err := http.DefaultClient.Do(req); err != nil {
+			t.Errorf("POST pendant la panne : %v", err)
+		} else {
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("POST pendant la panne : %d, Retry-After %q ; attendu 503 avec Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+			}
+		}
+		time.Sleep(10 * time.Second)
+		pg.start(t)
+		db, err := pgx.Connect(context.Background(), pg.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.db = db
+		t.Cleanup(func() { db.Close(context.Background()) })
+		f.finish("postgres_restart", inFlight)
+	})
 	t.Run("s3_down", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t)
@@ -184,7 +223,7 @@ func newFaultRun(t *testing.T, n int, dir string, env ...string) *faultRun {
 			t.Fatal(err)
 		}
 	}
-	db, err := pgx.Connect(context.Background(), s.dbURL())
+	db, err := pgx.Connect(context.Background(), envOf(s.env, "ETATCIVIL_DATABASE_URL"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,6 +396,86 @@ func (f *faultRun) finish(name string, inFlight int) {
 		t.Errorf("fault=%s : %d dupliqué(s), %d perdu(s) (dont %d tâche(s) bloquée(s)), double_accepted %d\n%s",
 			name, duplicated, lost, stuck, stats.DoubleAccepted, f.s.jobs(t))
 	}
+}
+
+// postgres is a private PostgreSQL cluster a fault can restart: the
+// shared server of the other tests must not be touched.
+type postgres struct {
+	bin, dir, port, url string
+	runas             []string
+}
+
+func startPostgres(t *testing.T) *postgres {
+	t.Helper()
+	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_ctl")
+	if len(bins) == 0 {
+		t.Fatal("pg_ctl introuvable (paquet postgresql) : make test l'installe")
+	}
+	p := &postgres{bin: filepath.Dir(bins[len(bins)-1]), port: strings.TrimPrefix(freePort(t), "127.0.0.1:")}
+	dir, err := os.MkdirTemp("", "etatcivil-faults-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.dir = dir
+	t.Cleanup(func() { p.ctl("-m", "immediate", "stop"); os.RemoveAll(dir) })
+	if os.Getuid() == 0 { // initdb refuses root: the cluster belongs to postgres
+		p.runas = []string{"runuser", "-u", "postgres", "--"}
+		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown : %v %s", err, out)
+		}
+	}
+	if out, err := p.cmd(filepath.Join(p.bin, "initdb"), "-D", filepath.Join(dir, "data"), "-U", "postgres", "--auth=trust").CombinedOutput(); err != nil {
+		t.Fatalf("initdb : %v\n%s", err, out)
+	}
+	if out, err := p.ctl("-w", "-o", "-c listen_addresses=127.0.0.1 -c port="+p.port+" -c unix_socket_directories="+dir, "start"); err != nil {
+		t.Fatalf("pg_ctl start : %v\n%s", err, out)
+	}
+	p.url = "postgres://postgres@127.0.0.1:" + p.port + "/etatcivil?sslmode=disable"
+	if out, err := p.cmd(filepath.Join(p.bin, "createdb"), "-h", "127.0.0.1", "-p", p.port, "-U", "postgres", "etatcivil").CombinedOutput(); err != nil {
+		t.Fatalf("createdb : %v\n%s", err, out)
+	}
+	for _, args := range [][]string{{"migrate"}, {"cog", "import", filepath.Join(repoRoot(t), "internal", "cog", "data", "cog.csv.gz")}} {
+		c := exec.Command(testenv.Bin(t, "etatcivil"), args...)
+		c.Env = append(os.Environ(), "ETATCIVIL_DATABASE_URL="+p.url)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("etatcivil %s : %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return p
+}
+
+func (p *postgres) cmd(name string, args ...string) *exec.Cmd {
+	all := append(append(append([]string{}, p.runas...), name), args...)
+	return exec.Command(all[0], all[1:]...)
+}
+
+func (p *postgres) ctl(args ...string) ([]byte, error) {
+	return p.cmd(filepath.Join(p.bin, "pg_ctl"), append([]string{"-D", filepath.Join(p.dir, "data"), "-l", filepath.Join(p.dir, "log")}, args...)...).CombinedOutput()
+}
+
+// stop stops the server at once, every connection cut.
+func (p *postgres) stop(t *testing.T) {
+	t.Helper()
+	if out, err := p.ctl("-w", "-m", "immediate", "stop"); err != nil {
+		t.Fatalf("pg_ctl stop : %v\n%s", err, out)
+	}
+}
+
+func (p *postgres) start(t *testing.T) {
+	t.Helper()
+	if out, err := p.ctl("-w", "-o", "-c listen_addresses=127.0.0.1 -c port="+p.port+" -c unix_socket_directories="+p.dir, "start"); err != nil {
+		t.Fatalf("pg_ctl start : %v\n%s", err, out)
+	}
+}
+
+// repoRoot is the repository's root (the e2e package is two levels down).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(filepath.Dir(wd))
 }
 
 // gateway is a private S3 gateway (versitygw) a fault can stop and start

@@ -188,12 +188,13 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
-// envOf is the value of key in env.
+// envOf is the value of key in env (the last one, as exec uses).
 func envOf(env []string, key string) string {
+	v := ""
 	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, key+"="); ok {
-			return v
+		if x, ok := strings.CutPrefix(kv, key+"="); ok {
+			v = x
 		}
 	}
-	return ""
+	return v
 }
