@@ -402,7 +402,7 @@ func (f *faultRun) finish(name string, inFlight int) {
 // shared server of the other tests must not be touched.
 type postgres struct {
 	bin, dir, port, url string
-	runas             []string
+	runas               []string
 }
 
 func startPostgres(t *testing.T) *postgres {
