@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -18,6 +19,13 @@ func FuzzParse(f *testing.F) {
 	f.Add("manifest.csv", []byte("file,size\n\"a\n"))
 	f.Add("x", []byte("hub;file;size;sha256;commune;kind;year;number;act_date;sans_vie\nh;a;1;;;;;;;peut-être\n"))
 	f.Add("x", []byte("\xff\xfe"))
+	// The repository's sample manifest (testdata/sample), as JSON and cut short.
+	sample, err := os.ReadFile("../../testdata/sample/manifest.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("manifest.json", sample)
+	f.Add("manifest.json", sample[:len(sample)/2])
 	f.Fuzz(func(t *testing.T, name string, data []byte) {
 		m, err := Parse(name, data)
 		if err != nil {

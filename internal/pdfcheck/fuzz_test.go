@@ -3,6 +3,9 @@ package pdfcheck
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/etatcivil/etatcivil/internal/model"
@@ -27,6 +30,21 @@ func FuzzCheck(f *testing.F) {
 		goodScan(1, 4096),
 	} {
 		f.Add(seed)
+	}
+	// The repository's sample batch (testdata/sample): the hostile files
+	// (encrypted, JavaScript, truncated, not a PDF, empty) and two scans.
+	files, _ := filepath.Glob("../../testdata/sample/*.pdf")
+	if len(files) < 10 {
+		f.Fatalf("testdata/sample : %d PDF", len(files))
+	}
+	for _, p := range files {
+		if base := filepath.Base(p); strings.HasPrefix(base, "BAD-") || strings.HasPrefix(base, "N-12202") {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(b)
+		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		res, err := Check(bytes.NewReader(b), int64(len(b)), small)
