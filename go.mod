@@ -2,6 +2,8 @@ module github.com/etatcivil/etatcivil
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	github.com/ThalesGroup/crypto11 v1.6.2
 	github.com/chromedp/cdproto v0.159.0

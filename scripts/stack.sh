@@ -384,6 +384,26 @@ test_() {
 	fi
 }
 
+# make vulncheck: govulncheck with an offline database. The Go
+# vulnerability database is the golang.org/x/vulndb module (its
+# data/osv/*.json), pinned here; its indexdb command writes the v1
+# database govulncheck reads with -db file://. Built once in .local/.
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
+GOVULNCHECK_VERSION=v1.9.0
+vulncheck() {
+	local db="$LOCAL/vulndb-$VULNDB_VERSION"
+	if [ ! -f "$db/index/db.json" ]; then
+		local src
+		src=$(cd "$ROOT" && go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+		[ -d "$src/data/osv" ] || die "golang.org/x/vulndb@$VULNDB_VERSION : data/osv absent"
+		say "base de vulnérabilités hors ligne : $(ls "$src/data/osv" | wc -l) rapports OSV…"
+		rm -rf "$db.tmp"
+		(cd "$ROOT" && GOFLAGS=-mod=mod go run "golang.org/x/vulndb/cmd/indexdb@$VULNDB_VERSION" -vulns "$src/data/osv" -out "$db.tmp")
+		mv "$db.tmp" "$db"
+	fi
+	(cd "$ROOT" && go run "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION" -db "file://$db" ./...)
+}
+
 # make test-faults: the fault suite (internal/e2e TestFaults) against a
 # test stack, FAULTS_ACTS acts per fault (1,000 here; 200 in make test),
 # then its summary: one line per fault.
@@ -421,6 +441,7 @@ test) test_ "$@" ;;
 bench) bench_ "$@" ;;
 fuzz) STACK_FUZZ=1 test_ "$@" ;;
 faults) faults "$@" ;;
+vulncheck) vulncheck ;;
 db-name) db_name ;;
 *) die "usage: $0 tools|up|down|run|demo|test|fuzz|bench" ;;
 esac
