@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,6 +153,9 @@ type Limits struct {
 	MaxFileSize           int64
 	MaxManifestSize       int64
 	AuthFailuresPerMinute int
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed (ETATCIVIL_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
 }
 
 // Handler builds the router from Routes.
@@ -171,7 +176,7 @@ func (s *Server) Handler() http.Handler {
 // wrap authenticates, authorises by role, and maps the handler's error.
 func (s *Server) wrap(rt Route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ip := clientIP(r)
+		ip := s.clientIP(r)
 		if s.failures.blocked(ip, s.Limits.AuthFailuresPerMinute) {
 			w.Header().Set("Retry-After", "60")
 			writeProblem(w, &Problem{Status: 429, Type: "too_many_failures", Title: "Trop d'échecs d'authentification",
@@ -326,12 +331,45 @@ func equalFold(a, b string) bool {
 	return true
 }
 
-func clientIP(r *http.Request) string {
+// clientIP is the address failed authentications are counted against:
+// the connection's peer, or, when the peer is one of the trusted reverse
+// proxies (ETATCIVIL_TRUSTED_PROXIES), the nearest address in its
+// X-Forwarded-For that is not itself a trusted proxy. Behind a proxy
+// whose address is not declared, every client shares the proxy's count.
+func (s *Server) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		a, err := netip.ParseAddr(h)
+		if err != nil {
+			return host // a malformed chain: count the proxy
+		}
+		if !s.trusted(a.String()) {
+			return a.String()
+		}
 	}
 	return host
+}
+
+func (s *Server) trusted(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range s.Limits.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // failureLimiter counts failed authentications per client address in
@@ -444,11 +482,11 @@ func queryInt(r *http.Request, name string) (int, error) {
 
 // AuthBlocked reports whether r's address failed authentication too often.
 func (s *Server) AuthBlocked(r *http.Request) bool {
-	return s.failures.blocked(clientIP(r), s.Limits.AuthFailuresPerMinute)
+	return s.failures.blocked(s.clientIP(r), s.Limits.AuthFailuresPerMinute)
 }
 
 // AuthFailed counts one failed authentication from r's address.
-func (s *Server) AuthFailed(r *http.Request) { s.failures.fail(clientIP(r)) }
+func (s *Server) AuthFailed(r *http.Request) { s.failures.fail(s.clientIP(r)) }
 
 // ServePDF serves an act's sealed PDF to p (the purpose in r's
 // Etatcivil-Purpose header), checked against the ledger and audited as

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -56,6 +57,8 @@ type Config struct {
 	DashboardTTL          time.Duration // ETATCIVIL_DASHBOARD_TTL: how long a dashboard's counts are served from memory (0: counted at each read)
 	StepTimeout           time.Duration // ETATCIVIL_STEP_TIMEOUT: one seal or archive step
 	AuthFailuresPerMinute int
+	TLSCert, TLSKey       string         // ETATCIVIL_TLS_CERT, ETATCIVIL_TLS_KEY: PEM files; both set: the API serves HTTPS
+	TrustedProxies        []netip.Prefix // ETATCIVIL_TRUSTED_PROXIES: reverse proxies (addresses or CIDR, comma-separated) whose X-Forwarded-For is believed
 
 	CheckpointEvery  time.Duration // ETATCIVIL_AUDIT_CHECKPOINT_EVERY: interval between audit checkpoints
 	ReadLogRetention Duration      // ETATCIVIL_READ_LOG_RETENTION: how long the free text of read reasons is kept (default 1y)
@@ -215,6 +218,8 @@ func load(getenv func(string) string) (*Config, error) {
 		DashboardTTL:          dur("ETATCIVIL_DASHBOARD_TTL", 5*time.Second),
 		StepTimeout:           dur("ETATCIVIL_STEP_TIMEOUT", 5*time.Minute),
 		AuthFailuresPerMinute: int(integer("ETATCIVIL_AUTH_FAILURES_PER_MINUTE", 30)),
+		TLSCert:               str("ETATCIVIL_TLS_CERT", ""),
+		TLSKey:                str("ETATCIVIL_TLS_KEY", ""),
 	}
 	c.CheckpointEvery = dur("ETATCIVIL_AUDIT_CHECKPOINT_EVERY", time.Hour)
 	c.FixityBandwidth = integer("ETATCIVIL_FIXITY_BANDWIDTH", 20<<20)
@@ -246,7 +251,33 @@ func load(getenv func(string) string) (*Config, error) {
 	if v := getenv("ETATCIVIL_S3_INSECURE"); v == "1" || v == "true" {
 		c.S3Secure = false
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("ETATCIVIL_TLS_CERT et ETATCIVIL_TLS_KEY vont ensemble : les deux ou aucun"))
+	}
+	for _, v := range strings.Split(getenv("ETATCIVIL_TRUSTED_PROXIES"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("ETATCIVIL_TRUSTED_PROXIES: %q n'est ni une adresse ni un réseau CIDR", v))
+				continue
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+	}
 	return c, errors.Join(errs...)
+}
+
+func prefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return strings.Join(out, ",")
 }
 
 // RequireServer checks what server-side commands need beyond defaults.
@@ -308,6 +339,9 @@ func (c *Config) Redacted() []string {
 		"ETATCIVIL_DASHBOARD_TTL":            c.DashboardTTL.String(),
 		"ETATCIVIL_STEP_TIMEOUT":             c.StepTimeout.String(),
 		"ETATCIVIL_AUTH_FAILURES_PER_MINUTE": strconv.Itoa(c.AuthFailuresPerMinute),
+		"ETATCIVIL_TLS_CERT":                 c.TLSCert,
+		"ETATCIVIL_TLS_KEY":                  c.TLSKey,
+		"ETATCIVIL_TRUSTED_PROXIES":          prefixes(c.TrustedProxies),
 		"ETATCIVIL_AUDIT_CHECKPOINT_EVERY":   c.CheckpointEvery.String(),
 		"ETATCIVIL_READ_LOG_RETENTION":       c.ReadLogRetention.String(),
 		"ETATCIVIL_FIXITY_PERIOD":            c.FixityPeriod.String(),

@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -261,7 +262,7 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			Sealer: deps.Sealer, Keys: deps.Keys,
 			Auth: &auth.Authenticator{Store: st, Hasher: pepper},
 			Limits: api.Limits{MaxFileSize: c.MaxFileSize, MaxManifestSize: c.MaxManifestSize,
-				AuthFailuresPerMinute: c.AuthFailuresPerMinute},
+				AuthFailuresPerMinute: c.AuthFailuresPerMinute, TrustedProxies: c.TrustedProxies},
 		}
 		if opt.Mail != nil && c.PublicURL == "" {
 			logger.Warn("connexion par courriel désactivée : ETATCIVIL_PUBLIC_URL manque (les liens ne sont jamais construits depuis l'en-tête Host)")
@@ -281,13 +282,30 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
 		}
+		scheme := "http"
+		if c.TLSCert != "" {
+			// HTTPS when a certificate is given: TLS 1.2 at least, Go's
+			// cipher suites and curves (AEAD only, forward secrecy, X25519
+			// first). Behind a reverse proxy that terminates TLS, leave it
+			// unset (docs/operations.md).
+			cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+			if err != nil {
+				return fmt.Errorf("ETATCIVIL_TLS_CERT / ETATCIVIL_TLS_KEY: %w", err)
+			}
+			apiSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			scheme = "https"
+		}
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
 			return fmt.Errorf("écoute %s: %w", c.Addr, err)
 		}
-		apiURL = "http://" + ln.Addr().String()
+		apiURL = scheme + "://" + ln.Addr().String()
 		go func() {
-			if err := apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := apiSrv.Serve
+			if apiSrv.TLSConfig != nil {
+				serve = func(l net.Listener) error { return apiSrv.ServeTLS(l, "", "") }
+			}
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("serveur API", "err", err)
 			}
 		}()
