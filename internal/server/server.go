@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"riverqueue.com/riverui"
+
 	"github.com/etatcivil/etatcivil/internal/api"
 	"github.com/etatcivil/etatcivil/internal/auditlog"
 	"github.com/etatcivil/etatcivil/internal/auth"
@@ -268,6 +270,15 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			logger.Warn("connexion par courriel désactivée : ETATCIVIL_PUBLIC_URL manque (les liens ne sont jamais construits depuis l'en-tête Host)")
 		}
 		pages := &web.Server{Store: st, Auth: a.Auth, API: a, Communes: communes, Logger: logger, Mail: opt.Mail, BaseURL: c.PublicURL}
+		// River's web UI for admins, under the pages' sessions.
+		ui, err := riverui.NewHandler(&riverui.HandlerOpts{Endpoints: riverui.NewEndpoints(jobs.River, nil), Logger: logger, Prefix: "/admin/jobs"})
+		if err != nil {
+			return fmt.Errorf("interface de River : %w", err)
+		}
+		if err := ui.Start(ctx); err != nil {
+			return fmt.Errorf("interface de River : %w", err)
+		}
+		pages.Jobs = ui
 		root := http.NewServeMux()
 		root.Handle("/api/", a.Handler())
 		root.Handle("/", pages.Handler())

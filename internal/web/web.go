@@ -55,6 +55,9 @@ type Server struct {
 	BaseURL string
 	// SessionTTL is how long a session lasts (8 h when zero).
 	SessionTTL time.Duration
+	// Jobs, if set, is River's web UI, served under /admin/jobs/ to
+	// signed-in admins only (others: 404, as for anything out of scope).
+	Jobs http.Handler
 
 	pages map[string]*template.Template
 }
@@ -92,7 +95,35 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /depots", s.signedIn(s.batches))
 	mux.HandleFunc("GET /depots/{id}", s.signedIn(s.batch))
 	mux.HandleFunc("GET /depots/{id}/recepisse", s.signedIn(s.receipt))
+	if s.Jobs != nil {
+		// River's UI posts JSON, not our forms: cross-origin requests are
+		// refused by the browser's Sec-Fetch-Site / Origin headers
+		// (http.CrossOriginProtection) instead of a form token.
+		mux.Handle("/admin/jobs/", http.NewCrossOriginProtection().Handler(http.HandlerFunc(s.jobs)))
+		mux.Handle("/admin/jobs", http.RedirectHandler("/admin/jobs/", http.StatusSeeOther))
+	}
 	return secureHeaders(mux)
+}
+
+// jobs serves River's UI to an admin. Its page runs scripts of its own
+// (no inline script): the page policy is widened for it alone. Job args
+// carry ids only, never index data.
+func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {
+	se, err := s.session(r)
+	if err != nil {
+		if r.Method == http.MethodGet && !strings.Contains(r.URL.Path, "/api/") {
+			http.Redirect(w, r, "/connexion?suite="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		s.error(w, r, nil, http.StatusUnauthorized, "Session expirée", "Votre session a expiré. Reconnectez-vous.")
+		return
+	}
+	if se.Principal.Role != auth.RoleAdmin {
+		s.fail(w, r, se, store.ErrNotFound)
+		return
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	s.Jobs.ServeHTTP(w, r)
 }
 
 // secureHeaders sets what every page answers with: no framing, no
