@@ -456,6 +456,7 @@ func (s *Server) logged(h http.Handler) http.Handler {
 			sw.status = 200
 		}
 		s.Metrics.Request(sw.status)
+		s.Metrics.Route(r.Method, r.Pattern, sw.status, time.Since(start))
 		// The route and the id in its path (a batch or an act: ids only),
 		// never the query string or the headers (INTERFACE.md).
 		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "id", validUUID(r.PathValue("id")), "status", sw.status,

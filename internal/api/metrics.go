@@ -7,14 +7,23 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/etatcivil/etatcivil/internal/store"
 )
 
-// Metrics are the few counters etatcivil exports in the Prometheus text
-// format on the operations listener.
+// Metrics are the counters etatcivil exports in the Prometheus text
+// format on the operations listener: a few written here, the HTTP ones
+// by route (with their latency histograms) through client_golang.
 type Metrics struct {
+	routes  *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+
 	requests       [6]atomic.Int64 // by status class 1xx..5xx (index 1..5)
 	BatchesCreated atomic.Int64
 	FilePuts       atomic.Int64 // PUT requests for files, whatever their outcome
@@ -26,7 +35,37 @@ type Metrics struct {
 }
 
 // NewMetrics returns zeroed metrics.
-func NewMetrics() *Metrics { return &Metrics{} }
+func NewMetrics() *Metrics {
+	return &Metrics{
+		routes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "etatcivil_http_route_requests_total",
+			Help: "HTTP responses by method, route and status."}, []string{"method", "route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "etatcivil_http_request_seconds",
+			Help: "Time to answer, by route.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"route"}),
+	}
+}
+
+// Collectors are the metrics kept by client_golang, to register.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	if m.routes == nil {
+		return nil
+	}
+	return []prometheus.Collector{m.routes, m.latency}
+}
+
+// Route counts one answer of route (its pattern; "" for no route: a 404
+// of the router, counted under "unmatched").
+func (m *Metrics) Route(method, route string, status int, d time.Duration) {
+	if m.routes == nil {
+		return
+	}
+	if route == "" {
+		route, method = "unmatched", ""
+	} else if i := strings.IndexByte(route, ' '); i > 0 {
+		method, route = route[:i], route[i+1:]
+	}
+	m.routes.WithLabelValues(method, route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
 
 // Request counts one response by status class.
 func (m *Metrics) Request(status int) {
@@ -59,6 +98,20 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 // reports the same figures, whichever one is scraped. A gauge whose query
 // fails is left out (the scrape shows it missing, not zero).
 func WriteLedgerMetrics(ctx context.Context, w io.Writer, st *store.Store) {
+	if depth, err := st.QueueDepth(ctx); err == nil {
+		keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
+		fmt.Fprint(w, "# HELP etatcivil_jobs Jobs not yet done, by kind and state (River).\n# TYPE etatcivil_jobs gauge\n")
+		for _, k := range keys {
+			fmt.Fprintf(w, "etatcivil_jobs{kind=%q,state=%q} %d\n", k[0], k[1], depth[k])
+		}
+	}
+	if waiting, stalled, err := st.Pending(ctx); err == nil {
+		fmt.Fprint(w, "# HELP etatcivil_entries_waiting Entries waiting on infrastructure, by cause.\n# TYPE etatcivil_entries_waiting gauge\n")
+		for _, c := range slices.Sorted(maps.Keys(waiting)) {
+			fmt.Fprintf(w, "etatcivil_entries_waiting{cause=%q} %d\n", c, waiting[c])
+		}
+		fmt.Fprintf(w, "# HELP etatcivil_entries_stalled Entries stalled (acts retry resumes them).\n# TYPE etatcivil_entries_stalled gauge\netatcivil_entries_stalled %d\n", stalled)
+	}
 	if depth, err := st.Depth(ctx); err == nil {
 		keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
 		fmt.Fprint(w, "# HELP etatcivil_transmissions Transmissions by registry and state.\n# TYPE etatcivil_transmissions gauge\n")

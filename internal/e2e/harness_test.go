@@ -151,12 +151,7 @@ func (s *server) client(ctx context.Context, token string, args ...string) *exec
 // metric reads one counter from /metrics.
 func (s *server) metric(t testing.TB, name string) int64 {
 	t.Helper()
-	resp, err := http.Get(s.ops + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(strings.NewReader(s.metricsText(t)))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -168,6 +163,21 @@ func (s *server) metric(t testing.TB, name string) int64 {
 	}
 	t.Fatalf("métrique %s absente", name)
 	return 0
+}
+
+// metricsText is the whole of /metrics.
+func (s *server) metricsText(t testing.TB) string {
+	t.Helper()
+	resp, err := http.Get(s.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // rssWatcher samples the resident memory of every process running bin

@@ -130,7 +130,8 @@ func NewClient(pool *pgxpool.Pool, deps *Deps) (*Client, error) {
 		// No global timeout: each worker sets its own (Timeout methods).
 		JobTimeout: -1,
 		// A request's id follows the jobs it creates (job metadata).
-		Middleware: []rivertype.Middleware{reqid.Insert, reqid.Work},
+		// Each job is timed (etatcivil_job_seconds).
+		Middleware: []rivertype.Middleware{reqid.Insert, reqid.Work, timeJobs},
 		// Run by the elected leader only, so once across all processes.
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute),

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
 	"riverqueue.com/riverui"
 
 	"github.com/etatcivil/etatcivil/internal/api"
@@ -349,6 +351,8 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 }
 
 func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics, sends *ingest.SendMetrics) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(append(m.Collectors(), ingest.Collectors()...)...)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -378,6 +382,12 @@ func opsHandler(st *store.Store, bl *blob.Store, m *api.Metrics, sends *ingest.S
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		api.WriteLedgerMetrics(ctx, w, st)
+		if mfs, err := reg.Gather(); err == nil {
+			enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+			for _, mf := range mfs {
+				_ = enc.Encode(mf)
+			}
+		}
 	})
 	return mux
 }

@@ -147,3 +147,40 @@ func (s *Store) FixityCounts(ctx context.Context) (map[string]int64, *time.Time,
 	})
 	return counts, last, err
 }
+
+// Pending counts the entries waiting on infrastructure (waiting set) and
+// the stalled ones, each by state or cause (for /metrics).
+func (s *Store) Pending(ctx context.Context) (waiting map[string]int64, stalled int64, err error) {
+	rows, err := s.Pool.Query(ctx, `SELECT waiting, count(*) FROM entries WHERE waiting IS NOT NULL GROUP BY 1`)
+	if err != nil {
+		return nil, 0, err
+	}
+	waiting = map[string]int64{}
+	var cause string
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&cause, &n}, func() error { waiting[cause] = n; return nil }); err != nil {
+		return nil, 0, err
+	}
+	err = s.Pool.QueryRow(ctx, `SELECT count(*) FROM entries WHERE state = 'stalled'`).Scan(&stalled)
+	return waiting, stalled, err
+}
+
+// QueueDepth counts River's jobs not yet done, by kind and state; the
+// pipeline's kinds are always there (0 rather than absent).
+func (s *Store) QueueDepth(ctx context.Context) (map[[2]string]int64, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job
+		WHERE state IN ('available', 'scheduled', 'retryable', 'running', 'pending') GROUP BY 1, 2`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[[2]string]int64{}
+	for _, k := range []string{"validate", "seal", "archive", "send", "send_lot"} {
+		for _, st := range []string{"available", "running", "retryable", "scheduled"} {
+			out[[2]string{k, st}] = 0
+		}
+	}
+	var kind, state string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&kind, &state, &n}, func() error { out[[2]string{kind, state}] = n; return nil })
+	return out, err
+}
