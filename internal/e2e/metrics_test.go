@@ -30,9 +30,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("upload : %v\n%s", err, out.String())
 	}
 	for name, want := range map[string]int64{
-		`etatcivil_job_seconds_count{kind="validate",outcome="ok"}`:                                                 n,
-		`etatcivil_job_seconds_count{kind="seal",outcome="ok"}`:                                                     n,
-		`etatcivil_job_seconds_count{kind="archive",outcome="ok"}`:                                                  n,
+		`etatcivil_job_seconds_count{kind="validate",outcome="ok"}`:                                                n,
+		`etatcivil_job_seconds_count{kind="seal",outcome="ok"}`:                                                    n,
+		`etatcivil_job_seconds_count{kind="archive",outcome="ok"}`:                                                 n,
 		`etatcivil_http_route_requests_total{method="PUT",route="/api/v1/batches/{id}/files/{file}",status="201"}`: n,
 		`etatcivil_http_request_seconds_count{route="/api/v1/batches/{id}/files/{file}"}`:                          n,
 		`etatcivil_entries_stalled`: 0,
