@@ -82,7 +82,8 @@ func startServerArgs(t testing.TB, args []string, extra ...string) *server {
 		"ETATCIVIL_TRUST_ROOTS=" + filepath.Join(pki, seal.DevRootFile) + ":" + filepath.Join(pki, tsa.DevTSARootFile),
 	}, extra...)
 	s.url, s.ops = "http://"+api, "http://"+ops
-	s.run(t, "hub", "create", "smica", "--name", "SMICA", "--communes", "12202,12145,12300")
+	// --if-missing: a server started on a restored database finds it there.
+	s.run(t, "hub", "create", "smica", "--if-missing", "--name", "SMICA", "--communes", "12202,12145,12300")
 	s.admin = strings.TrimSpace(s.run(t, "token", "create", "--role", "admin", "--name", "e2e admin"))
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Env = s.env

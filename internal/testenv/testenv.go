@@ -134,6 +134,31 @@ func DatabaseURL(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("création de la base de test: %v", err)
 	}
+	dropAtEnd(t, base, name)
+	return base + "/" + name + "?sslmode=disable"
+}
+
+// EmptyDatabaseURL creates an empty database (no schema: a restore's
+// target), dropped when the test ends, and returns its URL.
+func EmptyDatabaseURL(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base := PGBase(t)
+	name := "etatcivil_t_" + randHex(6)
+	conn, err := pgx.Connect(ctx, base+"/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE template0`); err != nil {
+		t.Fatalf("création de la base vide: %v", err)
+	}
+	dropAtEnd(t, base, name)
+	return base + "/" + name + "?sslmode=disable"
+}
+
+func dropAtEnd(t testing.TB, base, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -144,7 +169,6 @@ func DatabaseURL(t testing.TB) string {
 		defer c.Close(ctx)
 		_, _ = c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 	})
-	return base + "/" + name + "?sslmode=disable"
 }
 
 // Store opens a fresh test database.
