@@ -51,8 +51,8 @@ vulncheck:
 bench: build
 	$(STACK) bench
 
-# The fault suite (kill -9 and SIGTERM of a worker, S3 gateway down,
-# three workers): one line per fault, non-zero if anything was duplicated
+# The fault suite (kill -9 and SIGTERM of a worker, PostgreSQL restarted,
+# S3 gateway down, staging refusing writes, three workers): one line per fault, non-zero if anything was duplicated
 # or lost. FAULTS_ACTS acts per fault (1,000; make test runs it with 200).
 test-faults: build
 	$(STACK) faults

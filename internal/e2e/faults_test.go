@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -133,6 +135,36 @@ func TestFaults(t *testing.T) {
 		t.Cleanup(func() { db.Close(context.Background()) })
 		f.finish("postgres_restart", inFlight)
 	})
+	t.Run("staging_refuses_writes", func(t *testing.T) {
+		t.Parallel()
+		gw := startGateway(t)
+		bs := gw.store(t)
+		f := newFaultRun(t, n, "", gw.env()...)
+		f.blob = bs
+		f.startWorker()
+		f.upload()
+		inFlight := f.waitArchived(n / 4)
+		// The staging bucket refuses every write (its directory on the
+		// gateway's disk made immutable) while the archive accepts them.
+		staging := filepath.Join(gw.dir, "data", gw.config().Staging)
+		immutable := func(on bool) {
+			flag := "-i"
+			if on {
+				flag = "+i"
+			}
+			if out, err := exec.Command("chattr", "-R", flag, staging).CombinedOutput(); err != nil {
+				t.Fatalf("chattr %s : %v %s", flag, err, out)
+			}
+		}
+		immutable(true)
+		t.Cleanup(func() { _ = exec.Command("chattr", "-R", "-i", staging).Run() })
+		time.Sleep(down / 4)
+		f.refusedUpload("staging_refuses_writes")
+		time.Sleep(down / 4)
+		f.noneRejected(down)
+		immutable(false)
+		f.finish("staging_refuses_writes", inFlight)
+	})
 	t.Run("s3_down", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t)
@@ -146,47 +178,63 @@ func TestFaults(t *testing.T) {
 		// While the gateway is down: acts wait, none is rejected, and a
 		// file sent now is refused with 503 and Retry-After.
 		time.Sleep(down / 2)
-		ctx := context.Background()
-		m, err := os.ReadFile(filepath.Join(f.dir, "extra", "manifest.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hub := client.New(f.s.url, f.tok)
-		sum := sha256.Sum256(m)
-		b, _, err := hub.CreateBatch(ctx, m, false, hex.EncodeToString(sum[:]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		file := b.Acts[0].File
-		body, err := os.ReadFile(filepath.Join(f.dir, "extra", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, _ := http.NewRequest("PUT", f.s.url+"/api/v1/batches/"+b.ID+"/files/"+file, strings.NewReader(string(body)))
-		req.Header.Set("Authorization", "Bearer "+f.tok)
-		if resp, err := http.DefaultClient.Do(req); err != nil {
-			t.Errorf("PUT pendant la panne : %v", err)
-		} else {
-			resp.Body.Close()
-			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
-				t.Errorf("PUT pendant la panne : %d, Retry-After %q ; attendu 503 avec Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
-			}
-		}
+		f.refusedUpload("s3_down")
 		time.Sleep(down / 2)
-		var rejected, waiting int
-		if err := f.db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'rejected'), count(*) FILTER (WHERE waiting IS NOT NULL)
-			FROM entries WHERE batch_id = $1`, f.batch).Scan(&rejected, &waiting); err != nil {
-			t.Fatal(err)
-		}
-		if rejected != 0 {
-			t.Errorf("%d actes rejetés pour une panne de stockage", rejected)
-		}
-		if waiting == 0 && f.count(`state IN ('archived', 'rejected', 'stalled')`) < n {
-			t.Errorf("panne de %s : aucun acte en attente (waiting)", down)
-		}
+		f.noneRejected(down)
 		gw.start(t)
 		f.finish("s3_down", inFlight)
 	})
+}
+
+// refusedUpload sends one more batch's file and expects 503 with
+// Retry-After: the storage it needs is refusing writes.
+func (f *faultRun) refusedUpload(fault string) {
+	t := f.t
+	t.Helper()
+	ctx := context.Background()
+	m, err := os.ReadFile(filepath.Join(f.dir, "extra", "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(m)
+	b, _, err := client.New(f.s.url, f.tok).CreateBatch(ctx, m, false, hex.EncodeToString(sum[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := b.Acts[0].File
+	body, err := os.ReadFile(filepath.Join(f.dir, "extra", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("PUT", f.s.url+"/api/v1/batches/"+b.ID+"/files/"+file, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("%s : PUT pendant la panne : %v", fault, err)
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("%s : PUT pendant la panne : %d, Retry-After %q ; attendu 503 avec Retry-After", fault, resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// noneRejected checks, during an outage of d, that no act was rejected
+// for it and that some wait (unless all had ended before).
+func (f *faultRun) noneRejected(d time.Duration) {
+	t := f.t
+	t.Helper()
+	var rejected, waiting int
+	if err := f.db.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE state = 'rejected'), count(*) FILTER (WHERE waiting IS NOT NULL)
+		FROM entries WHERE batch_id = $1`, f.batch).Scan(&rejected, &waiting); err != nil {
+		t.Fatal(err)
+	}
+	if rejected != 0 {
+		t.Errorf("%d actes rejetés pour une panne de stockage", rejected)
+	}
+	if waiting == 0 && f.count(`state IN ('archived', 'rejected', 'stalled')`) < f.n {
+		t.Errorf("panne de %s : aucun acte en attente (waiting)", d)
+	}
 }
 
 // faultRun is one fault's stack and batch.
@@ -222,6 +270,24 @@ func newFaultRun(t *testing.T, n int, dir string, env ...string) *faultRun {
 			Prefix: name + "-"}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The extra act (sent during outages) must not be one of the batch's:
+	// a number no register of the batch reaches.
+	xpath := filepath.Join(dir, "extra", "manifest.json")
+	raw, err := os.ReadFile(xpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var xm map[string]any
+	if err := json.Unmarshal(raw, &xm); err != nil {
+		t.Fatal(err)
+	}
+	xm["acts"].([]any)[0].(map[string]any)["number"] = 99_999
+	if raw, err = json.Marshal(xm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(xpath, raw, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	db, err := pgx.Connect(context.Background(), envOf(s.env, "ETATCIVIL_DATABASE_URL"))
 	if err != nil {
