@@ -10,6 +10,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -122,12 +123,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 	}
 
+	// Each part runs whatever happened to the others: a failure is
+	// reported with the figures of the parts that ran, and the run fails.
+	var failed []error
+	fail := func(err error) {
+		fmt.Fprintf(cfg.Out, "ÉCHEC : %v\n", err)
+		failed = append(failed, err)
+	}
+
 	// 1. The pipeline: the real client through the real API.
 	var rate, pipePerAct float64
 	if cfg.part("pipeline") {
 		r, perAct, err := runPipeline(ctx, cfg, &rep, acts, seed, len(files))
 		if err != nil {
-			return rep, err
+			fail(err)
 		}
 		rate, pipePerAct = r, perAct
 	}
@@ -135,15 +144,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// 2. The floor: the same work without PostgreSQL and River.
 	if cfg.part("floor") {
 		fmt.Fprintln(cfg.Out, "plancher : les mêmes fonctions et appels S3, sans PostgreSQL ni River…")
-		floorTime, err := floor(ctx, cfg, files)
-		if err != nil {
-			return rep, fmt.Errorf("plancher : %w", err)
-		}
-		floorRate := float64(len(files)) / floorTime.Seconds()
-		rep.add("floor: acts/s", floorRate, "acts/s", "", nil)
-		if rate > 0 {
-			ratio := rate / floorRate
-			rep.add("pipeline ÷ floor (throughput)", ratio, "ratio", ">= 0.70", ptr(ratio >= 0.7))
+		if floorTime, err := floor(ctx, cfg, files); err != nil {
+			fail(fmt.Errorf("plancher : %w", err))
+		} else {
+			floorRate := float64(len(files)) / floorTime.Seconds()
+			rep.add("floor: acts/s", floorRate, "acts/s", "", nil)
+			if rate > 0 {
+				ratio := rate / floorRate
+				rep.add("pipeline ÷ floor (throughput)", ratio, "ratio", ">= 0.70", ptr(ratio >= 0.7))
+			}
 		}
 	}
 
@@ -152,14 +161,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		fmt.Fprintln(cfg.Out, "outils autonomes : qpdf --check, openssl cms -sign, curl --aws-sigv4, xargs -P…")
 		tools, err := standalone(ctx, cfg, acts, files)
 		if err != nil {
-			return rep, fmt.Errorf("outils : %w", err)
+			fail(fmt.Errorf("outils : %w", err))
 		}
 		for _, t := range tools.steps {
 			rep.add("tools: "+t.name, t.d.Seconds(), "s", "", nil)
 		}
 		toolsPerAct := tools.total.Seconds() / float64(len(files))
-		rep.add("tools: seconds per act", toolsPerAct, "s/act", "", nil)
-		if pipePerAct > 0 {
+		if err == nil {
+			rep.add("tools: seconds per act", toolsPerAct, "s/act", "", nil)
+		}
+		if err == nil && pipePerAct > 0 {
 			rep.add("pipeline: seconds per act", pipePerAct, "s/act", "", nil)
 			r2 := pipePerAct / toolsPerAct
 			rep.add("pipeline ÷ tools (seconds per act)", r2, "ratio", "<= 0.5", ptr(r2 <= 0.5))
@@ -169,15 +180,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	// 4. The read side, on its own database of ReadActs acts.
 	if cfg.part("read") {
 		fmt.Fprintf(cfg.Out, "lecture : %d clients pendant %s sur %d actes…\n", cfg.ReadClients, cfg.ReadDuration, cfg.ReadActs)
-		res, err := readSide(ctx, cfg)
-		if err != nil {
-			return rep, fmt.Errorf("lecture : %w", err)
+		if res, err := readSide(ctx, cfg); err != nil {
+			fail(fmt.Errorf("lecture : %w", err))
+		} else {
+			if res.firstErr != "" {
+				fmt.Fprintf(cfg.Out, "lecture : première erreur : %s\n", res.firstErr)
+			}
+			rep.ReadActs = cfg.ReadActs
+			res.report(&rep, cfg)
 		}
-		if res.firstErr != "" {
-			fmt.Fprintf(cfg.Out, "lecture : première erreur : %s\n", res.firstErr)
-		}
-		rep.ReadActs = cfg.ReadActs
-		res.report(&rep, cfg)
 	}
 
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
@@ -191,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	printTable(cfg.Out, rep)
-	return rep, nil
+	return rep, errors.Join(failed...)
 }
 
 // runPipeline runs the pipeline, then the scale-out, adding their

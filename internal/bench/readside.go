@@ -338,6 +338,16 @@ func prepareReadDB(ctx context.Context, cfg Config, dbURL string) error {
 		db.Close(ctx)
 		if err == nil && n == cfg.ReadActs {
 			fmt.Fprintf(cfg.Out, "lecture : base %s reprise (%d actes déjà chargés)\n", readDatabase, n)
+			// Migrations added since it was loaded apply to it as to any
+			// database in service.
+			st, err := store.Open(ctx, dbURL)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if _, err := st.Migrate(ctx); err != nil {
+				return fmt.Errorf("migrations de la base reprise : %w", err)
+			}
 			return nil
 		}
 	}
