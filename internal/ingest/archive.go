@@ -184,7 +184,29 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	if !ok {
 		return err
 	}
-	obj, size, err := d.Blob.GetStaging(ctx, wk.SealedKey)
+	// The copy to the archive is not abandoned half-way when the job is
+	// cancelled (a SIGTERM past the shutdown timeout, a lost connection):
+	// a PUT cut off after its last byte may still become a version on the
+	// server while the retry writes it again, and conditional writes are
+	// not atomic on every S3 (make test-faults found two versions of an
+	// act on the gateway). It ends within the step timeout; the commit
+	// that follows uses the job's context, and a retry adopts the object
+	// (If-None-Match answers 412).
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.stepTimeout())
+	defer cancel()
+	// One copy of an entry at a time, whatever runs it: River's rescuer
+	// may run a job again while a slow first run is still copying, and
+	// two concurrent conditional PUTs of one key both succeed on some S3
+	// (two versions of one act on the gateway under make test-faults).
+	unlock, held, err := lockEntry(ctx, d, wk.EntryID)
+	if err != nil {
+		return err
+	}
+	if !held {
+		return river.JobSnooze(10 * time.Second) // the other run will have moved the entry on
+	}
+	defer unlock()
+	obj, size, err := d.Blob.GetStaging(pctx, wk.SealedKey)
 	if err != nil {
 		return waitFor(ctx, d, wk, model.StateSealed, "s3_unavailable", err)
 	}
@@ -194,7 +216,7 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	}
 	key := ObjectKey(wk, wk.SealedSHA256)
 	until := d.RetainUntil(time.Now())
-	a, err := d.Blob.PutArchive(ctx, key, obj, size, wk.SealedSHA256, until)
+	a, err := d.Blob.PutArchive(pctx, key, obj, size, wk.SealedSHA256, until)
 	if errors.Is(err, blob.ErrIntegrity) {
 		// The staged sealed bytes are not those committed: never archive
 		// them. The act stalls, visibly, for an operator.
@@ -441,4 +463,30 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work, only string) 
 		}
 	}
 	return len(created) + len(ids), nil
+}
+
+// archiveLock is the advisory lock class of archive copies (with the
+// entry's hashtext as the second key).
+const archiveLock = 0x61726368 // "arch"
+
+// lockEntry takes the entry's archive lock on a connection of its own,
+// without waiting: held is false if another run has it. unlock releases
+// it (a lost connection releases it too).
+func lockEntry(ctx context.Context, d *Deps, entryID string) (unlock func(), held bool, err error) {
+	conn, err := d.Store.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, archiveLock, entryID).Scan(&held); err != nil || !held {
+		conn.Release()
+		return nil, false, err
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, archiveLock, entryID); err != nil {
+			conn.Conn().Close(uctx) // a session that may still hold it is not returned to the pool
+		}
+		conn.Release()
+	}, true, nil
 }
