@@ -311,3 +311,27 @@ func (s *server) jobs(t testing.TB) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// uploadWait sends dir with `etatcivil upload --wait --json` as tok and
+// returns what it printed (the batch's JSON after any progress lines).
+func uploadWait(t *testing.T, s *server, tok, dir string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	up := s.client(context.Background(), tok, "upload", "--wait", "--timeout", "4m", "--json", dir)
+	up.Stdout, up.Stderr = &out, &out
+	if err := up.Run(); err != nil {
+		t.Fatalf("upload : %v\n%s", err, out.String())
+	}
+	return out.Bytes()
+}
+
+// envOf is the value of key in env (the last one, as exec uses).
+func envOf(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if x, ok := strings.CutPrefix(kv, key+"="); ok {
+			v = x
+		}
+	}
+	return v
+}

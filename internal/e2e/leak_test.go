@@ -61,12 +61,7 @@ func TestNoLeaks(t *testing.T) {
 	if err := os.WriteFile(mpath, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var clientOut bytes.Buffer
-	up := s.client(ctx, tok, "upload", "--wait", "--timeout", "4m", "--json", dir)
-	up.Stdout, up.Stderr = &clientOut, &clientOut
-	if err := up.Run(); err != nil {
-		t.Fatalf("upload : %v\n%s", err, clientOut.String())
-	}
+	clientOut := bytes.NewBuffer(uploadWait(t, s, tok, dir))
 	var batch struct {
 		ID   string `json:"id"`
 		Acts []struct {
@@ -186,15 +181,4 @@ func TestNoLeaks(t *testing.T) {
 	if strings.Contains(logs, "panic:") || strings.Contains(logs, "goroutine ") {
 		t.Errorf("panique dans les journaux :\n%s", logs)
 	}
-}
-
-// envOf is the value of key in env (the last one, as exec uses).
-func envOf(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if x, ok := strings.CutPrefix(kv, key+"="); ok {
-			v = x
-		}
-	}
-	return v
 }

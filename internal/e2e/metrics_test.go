@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,12 +21,7 @@ func TestMetrics(t *testing.T) {
 	if err := sample.Generate(sample.Options{Dir: dir, Count: n, Seed: 91, Today: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	up := s.client(context.Background(), tok, "upload", "--wait", "--timeout", "3m", dir)
-	up.Stdout, up.Stderr = &out, &out
-	if err := up.Run(); err != nil {
-		t.Fatalf("upload : %v\n%s", err, out.String())
-	}
+	uploadWait(t, s, tok, dir)
 	for name, want := range map[string]int64{
 		`etatcivil_job_seconds_count{kind="validate",outcome="ok"}`:                                                n,
 		`etatcivil_job_seconds_count{kind="seal",outcome="ok"}`:                                                    n,

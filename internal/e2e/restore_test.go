@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"path/filepath"
@@ -30,12 +29,7 @@ func TestRestoreDrill(t *testing.T) {
 	if err := sample.Generate(sample.Options{Dir: dir, Count: 6, Seed: 61, Today: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	up := s.client(ctx, tok, "upload", "--wait", "--timeout", "3m", dir)
-	up.Stdout, up.Stderr = &out, &out
-	if err := up.Run(); err != nil {
-		t.Fatalf("upload : %v\n%s", err, out.String())
-	}
+	uploadWait(t, s, tok, dir)
 	s.run(t, "audit", "checkpoint")
 	acts := func(url string) []string {
 		t.Helper()
