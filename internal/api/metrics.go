@@ -99,11 +99,7 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 // fails is left out (the scrape shows it missing, not zero).
 func WriteLedgerMetrics(ctx context.Context, w io.Writer, st *store.Store) {
 	if depth, err := st.QueueDepth(ctx); err == nil {
-		keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
-		fmt.Fprint(w, "# HELP etatcivil_jobs Jobs not yet done, by kind and state (River).\n# TYPE etatcivil_jobs gauge\n")
-		for _, k := range keys {
-			fmt.Fprintf(w, "etatcivil_jobs{kind=%q,state=%q} %d\n", k[0], k[1], depth[k])
-		}
+		writePairGauge(w, "etatcivil_jobs", "Jobs not yet done, by kind and state (River).", "kind", "state", depth)
 	}
 	if waiting, stalled, err := st.Pending(ctx); err == nil {
 		fmt.Fprint(w, "# HELP etatcivil_entries_waiting Entries waiting on infrastructure, by cause.\n# TYPE etatcivil_entries_waiting gauge\n")
@@ -113,11 +109,7 @@ func WriteLedgerMetrics(ctx context.Context, w io.Writer, st *store.Store) {
 		fmt.Fprintf(w, "# HELP etatcivil_entries_stalled Entries stalled (acts retry resumes them).\n# TYPE etatcivil_entries_stalled gauge\netatcivil_entries_stalled %d\n", stalled)
 	}
 	if depth, err := st.Depth(ctx); err == nil {
-		keys := slices.SortedFunc(maps.Keys(depth), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) })
-		fmt.Fprint(w, "# HELP etatcivil_transmissions Transmissions by registry and state.\n# TYPE etatcivil_transmissions gauge\n")
-		for _, k := range keys {
-			fmt.Fprintf(w, "etatcivil_transmissions{registry=%q,state=%q} %d\n", k[0], k[1], depth[k])
-		}
+		writePairGauge(w, "etatcivil_transmissions", "Transmissions by registry and state.", "registry", "state", depth)
 	}
 	if counts, last, err := st.FixityCounts(ctx); err == nil {
 		fmt.Fprint(w, "# HELP etatcivil_fixity_versions Archived object versions by their last fixity audit's verdict.\n# TYPE etatcivil_fixity_versions gauge\n")
@@ -127,5 +119,13 @@ func WriteLedgerMetrics(ctx context.Context, w io.Writer, st *store.Store) {
 		if last != nil {
 			fmt.Fprintf(w, "# HELP etatcivil_fixity_last_check_timestamp_seconds When the last fixity audit ran.\n# TYPE etatcivil_fixity_last_check_timestamp_seconds gauge\netatcivil_fixity_last_check_timestamp_seconds %d\n", last.Unix())
 		}
+	}
+}
+
+// writePairGauge writes a gauge with two labels, its series sorted.
+func writePairGauge[N int | int64](w io.Writer, name, help, l1, l2 string, v map[[2]string]N) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+	for _, k := range slices.SortedFunc(maps.Keys(v), func(a, b [2]string) int { return cmp.Compare(a[0]+"\x00"+a[1], b[0]+"\x00"+b[1]) }) {
+		fmt.Fprintf(w, "%s{%s=%q,%s=%q} %d\n", name, l1, k[0], l2, k[1], v[k])
 	}
 }
