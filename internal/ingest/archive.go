@@ -198,14 +198,14 @@ func (w *ArchiveWorker) Work(ctx context.Context, job *river.Job[ArchiveArgs]) e
 	// may run a job again while a slow first run is still copying, and
 	// two concurrent conditional PUTs of one key both succeed on some S3
 	// (two versions of one act on the gateway under make test-faults).
-	unlock, held, err := lockEntry(ctx, d, wk.EntryID)
+	held, err := d.Store.LeaseArchive(ctx, wk.EntryID, d.stepTimeout()+time.Minute)
 	if err != nil {
 		return err
 	}
 	if !held {
 		return river.JobSnooze(10 * time.Second) // the other run will have moved the entry on
 	}
-	defer unlock()
+	defer d.Store.ReleaseArchive(context.WithoutCancel(ctx), wk.EntryID)
 	obj, size, err := d.Blob.GetStaging(pctx, wk.SealedKey)
 	if err != nil {
 		return waitFor(ctx, d, wk, model.StateSealed, "s3_unavailable", err)
@@ -463,30 +463,4 @@ func route(ctx context.Context, tx pgx.Tx, d *Deps, wk store.Work, only string) 
 		}
 	}
 	return len(created) + len(ids), nil
-}
-
-// archiveLock is the advisory lock class of archive copies (with the
-// entry's hashtext as the second key).
-const archiveLock = 0x61726368 // "arch"
-
-// lockEntry takes the entry's archive lock on a connection of its own,
-// without waiting: held is false if another run has it. unlock releases
-// it (a lost connection releases it too).
-func lockEntry(ctx context.Context, d *Deps, entryID string) (unlock func(), held bool, err error) {
-	conn, err := d.Store.Pool.Acquire(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, archiveLock, entryID).Scan(&held); err != nil || !held {
-		conn.Release()
-		return nil, false, err
-	}
-	return func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, archiveLock, entryID); err != nil {
-			conn.Conn().Close(uctx) // a session that may still hold it is not returned to the pool
-		}
-		conn.Release()
-	}, true, nil
 }

@@ -184,3 +184,22 @@ func (s *Store) SetHubSealLevel(ctx context.Context, actor Actor, hubID, level s
 		return audit(ctx, tx, Event{Actor: actor, Action: "hub.seal_level", Data: map[string]any{"hub": hubID, "level": level}})
 	})
 }
+
+// LeaseArchive takes the entry's archive lease for d (migration 014):
+// false if another run holds an unexpired one, or the entry is no longer
+// sealed. No connection is held while the lease lasts.
+func (s *Store) LeaseArchive(ctx context.Context, entryID string, d time.Duration) (bool, error) {
+	tag, err := s.Pool.Exec(ctx, `UPDATE entries SET archiving_until = now() + make_interval(secs => $2)
+		WHERE id = $1 AND state = 'sealed' AND (archiving_until IS NULL OR archiving_until < now())`, entryID, d.Seconds())
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseArchive gives the lease back (best effort: it expires anyway).
+func (s *Store) ReleaseArchive(ctx context.Context, entryID string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _ = s.Pool.Exec(ctx, `UPDATE entries SET archiving_until = NULL WHERE id = $1 AND archiving_until IS NOT NULL`, entryID)
+}
