@@ -380,7 +380,7 @@ test_() {
 			go test -count=1 -run '^$' -fuzz "^$fn\$" -fuzztime "${FUZZTIME:-10s}" "./$(dirname "$file")"
 		done < <(grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' internal | sort)
 	else
-		go test -race -count=1 -timeout 30m "$@" ${TEST_PKGS:-./...}
+		go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-30m}" "$@" ${TEST_PKGS:-./...}
 	fi
 }
 
@@ -410,7 +410,7 @@ vulncheck() {
 faults() {
 	mkdir -p "$LOCAL"
 	local log="$LOCAL/faults.log" rc=0
-	FAULTS_ACTS=${FAULTS_ACTS:-1000} TEST_PKGS=./internal/e2e/ test_ -run '^TestFaults$' -v -timeout 90m "$@" 2>&1 | tee "$log" || rc=$?
+	FAULTS_ACTS=${FAULTS_ACTS:-1000} GO_TEST_TIMEOUT=90m TEST_PKGS=./internal/e2e/ test_ -run '^TestFaults$' -v "$@" 2>&1 | tee "$log" || rc=$?
 	say "--- fautes ---"
 	grep '^fault=' "$log" >&2 || true
 	return $rc
