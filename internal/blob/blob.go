@@ -314,11 +314,17 @@ func (s *Store) GetArchive(ctx context.Context, key, versionID string) (io.ReadC
 // (for tests and audits: exactly one per archived act version).
 func (s *Store) Versions(ctx context.Context, prefix string) (map[string][]string, error) {
 	out := map[string][]string{}
+	// A version listed twice (some gateways repeat the last entry of a
+	// page of 1,000 on the next) is one version.
+	seen := map[[2]string]bool{}
 	for o := range s.c.ListObjects(ctx, s.cfg.Archive, minio.ListObjectsOptions{Prefix: prefix, Recursive: true, WithVersions: true}) {
 		if o.Err != nil {
 			return nil, Classify(o.Err)
 		}
-		out[o.Key] = append(out[o.Key], o.VersionID)
+		if k := [2]string{o.Key, o.VersionID}; !seen[k] {
+			seen[k] = true
+			out[o.Key] = append(out[o.Key], o.VersionID)
+		}
 	}
 	return out, nil
 }
