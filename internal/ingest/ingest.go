@@ -6,6 +6,7 @@ package ingest
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -255,18 +256,46 @@ var ErrUnknownRegistry = errors.New("registre inconnu")
 func (c *Client) Redrive(ctx context.Context) store.Redrive {
 	return store.Redrive{
 		Send: func(tx pgx.Tx, id string) error {
-			_, err := c.River.InsertTx(ctx, tx, SendArgs{TransmissionID: id}, nil)
-			return err
+			return c.wakeOrInsert(ctx, tx, SendArgs{TransmissionID: id}, map[string]any{"transmission_id": id})
 		},
 		SendLot: func(tx pgx.Tx, lotID string) error {
-			_, err := c.River.InsertTx(ctx, tx, SendLotArgs{LotID: lotID}, nil)
-			return err
+			return c.wakeOrInsert(ctx, tx, SendLotArgs{LotID: lotID}, map[string]any{"lot_id": lotID})
 		},
 		Rebuild: func(tx pgx.Tx, registry string, ids []string) error {
 			_, err := c.River.InsertTx(ctx, tx, LotBuildArgs{Registry: registry, Redrive: ids}, nil)
 			return err
 		},
 	}
+}
+
+// wakeOrInsert makes the job of args that is still waiting (a retrying or
+// overdue transmission's send sleeps, snoozed, until its back-off or
+// deadline) available now, in tx, instead of inserting a second one: two
+// jobs would each send, and each later failure would snooze both. Only if
+// none waits is a new job inserted. A job running at this instant is left
+// alone and a new one inserted: it may be about to give up on the old
+// budget, and the extra send carries the same key.
+func (c *Client) wakeOrInsert(ctx context.Context, tx pgx.Tx, args river.JobArgs, match map[string]any) error {
+	js, err := json.Marshal(match)
+	if err != nil {
+		return err
+	}
+	res, err := c.River.JobListTx(ctx, tx, river.NewJobListParams().Kinds(args.Kind()).
+		States(rivertype.JobStateScheduled, rivertype.JobStateRetryable, rivertype.JobStateAvailable).
+		Where("args @> @match::jsonb", river.NamedArgs{"match": string(js)}).First(10))
+	if err != nil {
+		return err
+	}
+	if len(res.Jobs) == 0 {
+		_, err := c.River.InsertTx(ctx, tx, args, nil)
+		return err
+	}
+	for _, j := range res.Jobs {
+		if _, err := c.River.JobRetryTx(ctx, tx, j.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ValidateArgs asks for the validation of one received entry.

@@ -179,6 +179,67 @@ func TestDeadThenRetried(t *testing.T) {
 	}
 }
 
+// TestRetryWakesTheWaitingSend: retrying a transmission that waits out a
+// long back-off (retrying) wakes its snoozed send job instead of adding a
+// second one, which would send it twice and keep a twin job snoozing for
+// ever after.
+func TestRetryWakesTheWaitingSend(t *testing.T) {
+	t.Parallel()
+	sim := simWith(t, `{"error_rate": 1}`)
+	s, c := routedStack(t, fmt.Sprintf(`registries:
+  - id: slow
+    connector: http
+    endpoint: %s/http/slow
+    route: {}
+    retry: {initial_backoff: 1h, max_backoff: 2h, max_attempts: 5}
+`, sim), nil)
+	ctx := context.Background()
+	upload(t, c, map[string][]byte{"a.pdf": pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 8, DPI: 72})}, []string{"a.pdf"})
+	var id, state string
+	deadline := time.Now().Add(90 * time.Second)
+	for state != "retrying" {
+		if time.Now().After(deadline) {
+			t.Fatalf("transmission %q: %s, attendu retrying", id, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = s.Store.Pool.QueryRow(ctx, `SELECT id::text, state FROM transmissions`).Scan(&id, &state)
+	}
+	jobs := func() (waiting, all int) {
+		t.Helper()
+		err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state IN ('scheduled', 'available', 'retryable', 'running')), count(*)
+			FROM river_job WHERE kind = 'send' AND args->>'transmission_id' = $1`, id).Scan(&waiting, &all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return waiting, all
+	}
+	if w, a := jobs(); w != 1 || a != 1 {
+		t.Fatalf("avant la relance : %d travaux en attente sur %d", w, a)
+	}
+	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "retrying"}); err != nil || !bytes.Contains(raw, []byte(id)) {
+		t.Fatalf("relance: %s %v", raw, err)
+	}
+	deadline = time.Now().Add(60 * time.Second)
+	for state != "acknowledged" {
+		if time.Now().After(deadline) {
+			t.Fatalf("transmission %s : %s après la relance (le travail endormi n'a pas été réveillé)", id, state)
+		}
+		time.Sleep(200 * time.Millisecond)
+		_ = s.Store.Pool.QueryRow(ctx, `SELECT state FROM transmissions WHERE id = $1`, id).Scan(&state)
+	}
+	if w, a := jobs(); w != 0 || a != 1 {
+		t.Fatalf("après la relance : %d travaux en attente, %d en tout (un seul attendu)", w, a)
+	}
+	if st := simStats(t, sim); st["double_accepted"].(float64) != 0 {
+		t.Fatalf("simulateur: %v", st)
+	}
+}
+
 // TestArchivesTransfer: a register's lot goes to the archives as one SEDA
 // 2.3 package (the simulator validates the message against the official
 // schemas and every PDF against its digest); lost replies are recovered by
