@@ -102,9 +102,15 @@ func (s *Store) SetTokenEmail(ctx context.Context, actor Actor, id, email string
 	})
 }
 
+// MaxLoginLinks is how many sign-in links one token gets per link
+// lifetime: past it, a request sends nothing (and is answered as any
+// other), so the form cannot be used to flood someone's mailbox.
+const MaxLoginLinks = 3
+
 // CreateLoginLinks makes a one-time sign-in code, valid for ttl, for each
 // token in force registered under email, and returns them (token id →
-// code). None: an unknown address, told nothing.
+// code). None: an unknown address, told nothing. A token that already had
+// MaxLoginLinks links made within ttl gets none.
 func (s *Store) CreateLoginLinks(ctx context.Context, email string, ttl time.Duration) (map[string]string, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT id FROM tokens WHERE email = lower($1) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
 		strings.TrimSpace(email))
@@ -118,11 +124,27 @@ func (s *Store) CreateLoginLinks(ctx context.Context, email string, ttl time.Dur
 	out := map[string]string{}
 	for _, id := range ids {
 		code, hash := secret()
-		if _, err := s.Pool.Exec(ctx, `INSERT INTO login_links (id_hash, token_id, expires_at) VALUES ($1, $2, now() + $3::interval)`,
-			hash, id, fmt.Sprintf("%d seconds", int(ttl.Seconds()))); err != nil {
+		// The token's row is locked while counting: two requests at once
+		// cannot both pass the limit.
+		var made bool
+		err := s.Transact(ctx, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM tokens WHERE id = $1 FOR UPDATE`, id); err != nil {
+				return err
+			}
+			life := fmt.Sprintf("%d seconds", int(ttl.Seconds()))
+			tag, err := tx.Exec(ctx, `INSERT INTO login_links (id_hash, token_id, expires_at)
+				SELECT $1, $2, now() + $3::interval
+				WHERE (SELECT count(*) FROM login_links WHERE token_id = $2 AND created_at > now() - $3::interval) < $4`,
+				hash, id, life, MaxLoginLinks)
+			made = err == nil && tag.RowsAffected() == 1
+			return err
+		})
+		if err != nil {
 			return nil, err
 		}
-		out[id] = code
+		if made {
+			out[id] = code
+		}
 	}
 	return out, nil
 }

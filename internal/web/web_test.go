@@ -342,6 +342,34 @@ func TestHubPagesAndLinkSignIn(t *testing.T) {
 	}
 }
 
+// TestLinkRequestsLimited: the sign-in form cannot flood a mailbox: past
+// store.MaxLoginLinks links per token in their lifetime, a request sends
+// nothing, and is answered exactly as the others (nothing to tell apart).
+func TestLinkRequestsLimited(t *testing.T) {
+	t.Parallel()
+	mb := &mailbox{}
+	s := testenv.NewStack(t, testenv.StackOptions{Mail: mb.send})
+	s.Hub(t, "h", "12202")
+	id, _, _ := auth.Parse(s.Token(t, auth.RoleHub, "h"))
+	if err := s.Store.SetTokenEmail(context.Background(), store.System, id, "mairie@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t, s.URL)
+	_, form, _ := b.get("/connexion")
+	for i := range store.MaxLoginLinks + 3 {
+		code, _, h := b.post("/connexion/lien", url.Values{"csrf": {csrfOf(t, form)}, "email": {"mairie@example.org"}})
+		if code != 303 || h.Get("Location") != "/connexion?envoye=1" {
+			t.Fatalf("demande n° %d : %d %q", i+1, code, h.Get("Location"))
+		}
+	}
+	mb.mu.Lock()
+	n := len(mb.sent)
+	mb.mu.Unlock()
+	if n != store.MaxLoginLinks {
+		t.Fatalf("%d courriels envoyés pour %d demandes, au plus %d attendus", n, store.MaxLoginLinks+3, store.MaxLoginLinks)
+	}
+}
+
 // TestAPIParity: what the pages show comes from the API too.
 func TestAPIParity(t *testing.T) {
 	t.Parallel()
