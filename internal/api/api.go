@@ -115,9 +115,9 @@ func (s *Server) recordView(r *http.Request, rt Route, p auth.Principal) error {
 	e := store.Event{Actor: p.Actor(), Action: action, Data: map[string]any{"route": rt.Pattern}}
 	switch rt.Scope {
 	case ScopeAct:
-		e.ActID = validUUID(r.PathValue("id"))
+		e.ActID = ValidUUID(r.PathValue("id"))
 	case ScopeBatch:
-		e.BatchID = validUUID(r.PathValue("id"))
+		e.BatchID = ValidUUID(r.PathValue("id"))
 	}
 	return s.Store.Audit(r.Context(), e)
 }
@@ -459,7 +459,7 @@ func (s *Server) logged(h http.Handler) http.Handler {
 		s.Metrics.Route(r.Method, r.Pattern, sw.status, time.Since(start))
 		// The route and the id in its path (a batch or an act: ids only),
 		// never the query string or the headers (INTERFACE.md).
-		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "id", validUUID(r.PathValue("id")), "status", sw.status,
+		s.Logger.Info("requête", "method", r.Method, "route", r.Pattern, "id", ValidUUID(r.PathValue("id")), "status", sw.status,
 			"ms", time.Since(start).Milliseconds(), "bytes", sw.bytes, "request_id", id)
 	})
 }

@@ -84,7 +84,7 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request, p auth.Prin
 	if err != nil {
 		return err
 	}
-	if err := s.Store.Audit(r.Context(), store.Event{Actor: p.Actor(), Action: "audit.log", ActID: validUUID(f.ActID),
+	if err := s.Store.Audit(r.Context(), store.Event{Actor: p.Actor(), Action: "audit.log", ActID: ValidUUID(f.ActID),
 		Data: map[string]any{"act": f.ActID, "actor": f.Actor, "from": q.Get("from"), "to": q.Get("to"), "events": len(events)}}); err != nil {
 		return err
 	}
@@ -103,8 +103,8 @@ func cmpOr(v, def int) int {
 	return v
 }
 
-// validUUID returns s if it is a UUID (an act the event may name), "" otherwise.
-func validUUID(s string) string {
+// ValidUUID returns s if it is a UUID (an act the event may name), "" otherwise.
+func ValidUUID(s string) string {
 	if len(s) != 36 {
 		return ""
 	}

@@ -168,10 +168,41 @@ func (s *Server) signedIn(h handler) http.HandlerFunc {
 			s.error(w, r, se, http.StatusForbidden, "Formulaire expiré", "Ce formulaire n'est plus valide. Rechargez la page et recommencez.")
 			return
 		}
+		if err := s.recordView(r, se); err != nil {
+			s.fail(w, r, se, err)
+			return
+		}
 		if err := h(w, r, se); err != nil {
 			s.fail(w, r, se, err)
 		}
 	}
+}
+
+// pageViews are the pages' reads the audit log records as they are
+// served, as the API's (api.views, the same action names): one event per
+// page with the session's token and purpose, the page's route and the
+// batch of its path, never the query's values (a surname searched for is
+// personal data). The act page and its PDF record their own reads
+// (act.read_persons, act.read_pdf).
+var pageViews = map[string]string{
+	"GET /tableau-de-bord":       "view.dashboard",
+	"GET /registres":             "view.registers",
+	"GET /actes":                 "view.acts",
+	"GET /depots":                "view.batches",
+	"GET /depots/{id}":           "view.batch",
+	"GET /depots/{id}/recepisse": "view.receipt",
+}
+
+// recordView records the page read r, if it is one of pageViews, before
+// it is served: no record, no page. A batch outside the session's scope
+// is recorded too (an attempt), then answers 404.
+func (s *Server) recordView(r *http.Request, se *session) error {
+	action, ok := pageViews[r.Pattern]
+	if !ok {
+		return nil
+	}
+	return s.Store.Audit(r.Context(), store.Event{Actor: se.Principal.Actor(), Action: action, Purpose: se.Purpose,
+		BatchID: api.ValidUUID(r.PathValue("id")), Data: map[string]any{"route": strings.TrimPrefix(r.Pattern, "GET ")}})
 }
 
 func (s *Server) session(r *http.Request) (*session, error) {

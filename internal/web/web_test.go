@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/etatcivil/etatcivil/internal/auth"
 	"github.com/etatcivil/etatcivil/internal/client"
@@ -339,6 +342,72 @@ func TestHubPagesAndLinkSignIn(t *testing.T) {
 	if err := f.s.Store.Pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE action = 'act.read_pdf' AND act_id = $1 AND purpose = 'mise_a_jour'`,
 		f.millau).Scan(&audited); err != nil || audited != 1 {
 		t.Fatalf("lecture du PDF auditée %d fois (%v)", audited, err)
+	}
+}
+
+// TestEveryPageReadIsAttributed: each page a signed-in person reads
+// records exactly one audit event under their token, with the session's
+// purpose, before it is served: the API's view.* events, or the act
+// page's and the PDF's own reads. A batch out of scope is recorded as an
+// attempt and answers 404. The surname searched for is not recorded.
+func TestEveryPageReadIsAttributed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	tok := f.s.Token(t, auth.RoleHub, "h")
+	actor, _, _ := auth.Parse(tok)
+	b := newBrowser(t, f.s.URL)
+	b.signIn(tok, "controle")
+	_, deposits, _ := b.get("/depots")
+	batch := regexp.MustCompile(`href="/depots/([0-9a-f-]{36})"`).FindStringSubmatch(deposits)
+	if batch == nil {
+		t.Fatalf("dépôts :\n%s", deposits)
+	}
+	// A batch the hub cannot see (none has this id): 404, recorded.
+	foreign := "00000000-0000-4000-8000-000000000000"
+	events := func() (n int, last map[string]any) {
+		t.Helper()
+		var action, purpose, route, batchID string
+		err := f.s.Store.Pool.QueryRow(ctx, `SELECT count(*) OVER (), action, coalesce(purpose, ''), coalesce(data->>'route', ''), coalesce(batch_id::text, '')
+			FROM audit_events WHERE actor = $1 AND (action LIKE 'view.%' OR action LIKE 'act.read%') ORDER BY id DESC LIMIT 1`, actor).
+			Scan(&n, &action, &purpose, &route, &batchID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, map[string]any{"action": action, "purpose": purpose, "route": route, "batch": batchID}
+	}
+	pages := []struct {
+		path, action, route, batch string
+		status                     int
+	}{
+		{"/tableau-de-bord", "view.dashboard", "/tableau-de-bord", "", 200},
+		{"/registres", "view.registers", "/registres", "", 200},
+		{"/actes?q=martin", "view.acts", "/actes", "", 200},
+		{"/depots", "view.batches", "/depots", "", 200},
+		{"/depots/" + batch[1], "view.batch", "/depots/{id}", batch[1], 200},
+		{"/depots/" + batch[1] + "/recepisse", "view.receipt", "/depots/{id}/recepisse", batch[1], 200},
+		{"/depots/" + foreign, "view.batch", "/depots/{id}", foreign, 404},
+		{"/actes/" + f.millau, "act.read_persons", "", "", 200},
+		{"/actes/" + f.millau + "/pdf", "act.read_pdf", "", "", 200},
+	}
+	for _, p := range pages {
+		before, _ := events()
+		code, _, _ := b.get(p.path)
+		after, last := events()
+		if code != p.status || after != before+1 {
+			t.Errorf("%s : %d, %d événement(s) d'audit (1 attendu)", p.path, code, after-before)
+			continue
+		}
+		if last["action"] != p.action || last["purpose"] != "controle" || p.route != "" && (last["route"] != p.route || last["batch"] != p.batch) {
+			t.Errorf("%s : événement %v", p.path, last)
+		}
+	}
+	var leaked int
+	if err := f.s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE actor = $1 AND data::text ILIKE '%martin%'`, actor).Scan(&leaked); err != nil || leaked != 0 {
+		t.Fatalf("le nom cherché figure dans %d événement(s) (%v)", leaked, err)
 	}
 }
 
