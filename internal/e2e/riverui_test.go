@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -8,6 +9,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/etatcivil/etatcivil/internal/auth"
 )
 
 // pageClient is a cookie-keeping client of the pages, redirects not
@@ -83,6 +88,25 @@ func TestRiverUI(t *testing.T) {
 	if code, _, _ := admin.do("POST", "/admin/jobs/api/jobs/cancel", strings.NewReader(`{"ids":["1"]}`),
 		map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site", "Origin": "https://ailleurs.example"}); code != http.StatusForbidden {
 		t.Errorf("POST d'une autre origine : %d, attendu 403", code)
+	}
+	// An action through the UI is recorded under the admin's token before
+	// River acts on it; the refused cross-origin one above is not.
+	if code, body, _ := admin.do("POST", "/admin/jobs/api/jobs/cancel", strings.NewReader(`{"ids":["1"]}`),
+		map[string]string{"Content-Type": "application/json", "Sec-Fetch-Site": "same-origin"}); code >= 500 {
+		t.Errorf("annulation par l'interface : %d %.200s", code, body)
+	}
+	db, err := pgx.Connect(context.Background(), s.dbURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	adminID, _, _ := auth.Parse(s.admin)
+	var n int
+	var path, ids string
+	err = db.QueryRow(context.Background(), `SELECT count(*) OVER (), data->>'path', data->'request'->>'ids' FROM audit_events
+		WHERE action = 'jobs.ui' AND actor = $1 AND data->>'method' = 'POST'`, adminID).Scan(&n, &path, &ids)
+	if err != nil || n != 1 || path != "/api/jobs/cancel" || ids != `["1"]` {
+		t.Errorf("action de l'interface dans le journal : %d %q %q (%v), une attendue", n, path, ids, err)
 	}
 	town := newPageClient(t, s.url)
 	town.signIn(s.run(t, "token", "create", "--role", "townhall", "--commune", "12202", "--name", "mairie"))

@@ -10,14 +10,17 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -123,7 +126,39 @@ func (s *Server) jobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if err := s.recordJobAction(r, se); err != nil {
+			s.fail(w, r, se, err)
+			return
+		}
+	}
 	s.Jobs.ServeHTTP(w, r)
+}
+
+// maxJobActionBody bounds what the River UI may send for one action (a
+// list of job ids, a queue's settings).
+const maxJobActionBody = 64 << 10
+
+// recordJobAction records, before River's UI acts on it, an admin's
+// change through the UI (retry, cancel, delete of jobs; pause, resume of
+// queues): action "jobs.ui" with the method, the UI's path and the
+// request's JSON (job ids and queue names only: job args carry ids). No
+// record, no change. The body is read here and handed on unchanged.
+func (s *Server) recordJobAction(r *http.Request, se *session) error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxJobActionBody))
+	if err != nil {
+		return fmt.Errorf("%w: requête de l'interface des travaux illisible ou trop grande", store.ErrInvalid)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	data := map[string]any{"method": r.Method, "path": strings.TrimPrefix(r.URL.Path, "/admin/jobs")}
+	if len(body) > 0 {
+		if json.Valid(body) {
+			data["request"] = json.RawMessage(body)
+		} else {
+			data["request_bytes"] = len(body)
+		}
+	}
+	return s.Store.Audit(r.Context(), store.Event{Actor: se.Principal.Actor(), Action: "jobs.ui", Purpose: se.Purpose, Data: data})
 }
 
 // secureHeaders sets what every page answers with: no framing, no
