@@ -20,39 +20,49 @@ import (
 
 // TestTLS: with ETATCIVIL_TLS_CERT and ETATCIVIL_TLS_KEY, serve answers
 // HTTPS with the certificate given, TLS 1.2 at least: a TLS 1.1 client
-// and a plain-HTTP client are refused.
+// and a plain-HTTP client are refused. A renewed certificate written over
+// the files is served without a restart; a pair that does not load (key
+// not matching, garbage) leaves the previous one in service.
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "etatcivil test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	certFile, keyFile := filepath.Join(dir, "api.pem"), filepath.Join(dir, "api.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
+	write := func(serial int64) *x509.Certificate {
+		t.Helper()
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "etatcivil test"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The certificate first, its key after: between the two, the
+		// pair does not match.
+		if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1200 * time.Millisecond)
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		return cert
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	first := write(1)
 	s := startServer(t, "ETATCIVIL_TLS_CERT="+certFile, "ETATCIVIL_TLS_KEY="+keyFile)
 	base := "https://" + strings.TrimPrefix(s.url, "http://")
-	cert, _ := x509.ParseCertificate(der)
 	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	roots.AddCert(first)
 	get := func(cfg *tls.Config, url string) (*http.Response, error) {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 		return c.Get(url)
 	}
 	resp, err := get(&tls.Config{RootCAs: roots}, base+"/api/v1/registries")
@@ -71,5 +81,30 @@ func TestTLS(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("HTTP en clair sur le port TLS : %d, attendu 400", resp.StatusCode)
 		}
+	}
+	served := func() *big.Int {
+		t.Helper()
+		resp, err := get(&tls.Config{InsecureSkipVerify: true}, base+"/api/v1/registries") //nolint:gosec // reads which certificate is served
+		if err != nil {
+			t.Fatalf("HTTPS : %v", err)
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber
+	}
+	// Garbage over the key: the first certificate stays.
+	if err := os.WriteFile(keyFile, []byte("pas une clé"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := served(); n.Int64() != 1 {
+		t.Fatalf("clé illisible : certificat n° %d servi, attendu l'ancien (1)", n)
+	}
+	write(2)
+	deadline := time.Now().Add(10 * time.Second)
+	for served().Int64() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("le certificat renouvelé n'est pas servi sans redémarrage")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

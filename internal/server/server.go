@@ -300,12 +300,13 @@ func Run(ctx context.Context, c *config.Config, logger *slog.Logger, opt Options
 			// HTTPS when a certificate is given: TLS 1.2 at least, Go's
 			// cipher suites and curves (AEAD only, forward secrecy, X25519
 			// first). Behind a reverse proxy that terminates TLS, leave it
-			// unset (docs/operations.md).
-			cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+			// unset (docs/operations.md). The files are re-read when they
+			// change (certFiles): a renewal needs no restart.
+			certs, err := newCertFiles(c.TLSCert, c.TLSKey, logger)
 			if err != nil {
 				return fmt.Errorf("ETATCIVIL_TLS_CERT / ETATCIVIL_TLS_KEY: %w", err)
 			}
-			apiSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			apiSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
 			scheme = "https"
 		}
 		ln, err := net.Listen("tcp", c.Addr)
