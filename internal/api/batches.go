@@ -150,10 +150,15 @@ func tooLarge(what string, limit int64) *Problem {
 		Detail: fmt.Sprintf("%s dépasse la taille maximale de %d octets.", what, limit)}
 }
 
-// batchInScope returns the batch if the principal may reach it.
+// batchScope is the principal's reach over batches.
+func batchScope(p auth.Principal) store.Scope {
+	return store.Scope{All: p.Role == auth.RoleAdmin, HubID: p.HubID}
+}
+
+// batchInScope returns the batch, with every entry, if the principal may
+// reach it.
 func (s *Server) batchInScope(ctx context.Context, p auth.Principal, id string) (store.BatchView, error) {
-	sc := store.Scope{All: p.Role == auth.RoleAdmin, HubID: p.HubID}
-	return s.Store.Batch(ctx, sc, id)
+	return s.Store.Batch(ctx, batchScope(p), id)
 }
 
 func (s *Server) getBatch(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
@@ -166,7 +171,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request, p auth.Princip
 
 func (s *Server) submitBatch(w http.ResponseWriter, r *http.Request, p auth.Principal) error {
 	ctx := r.Context()
-	if _, err := s.batchInScope(ctx, p, r.PathValue("id")); err != nil {
+	if err := s.Store.BatchInScope(ctx, batchScope(p), r.PathValue("id")); err != nil {
 		return err
 	}
 	if err := s.Store.Submit(ctx, p.Actor(), r.PathValue("id")); err != nil {
@@ -192,7 +197,10 @@ func (s *Server) putFile(w http.ResponseWriter, r *http.Request, p auth.Principa
 	}
 	ctx := r.Context()
 	batchID, file := r.PathValue("id"), r.PathValue("file")
-	if _, err := s.batchInScope(ctx, p, batchID); err != nil {
+	// The batch's row only: reading its entries for each of its files
+	// made a batch's upload quadratic (a 1,000-act batch read a million
+	// entry rows, a fifth of the server's CPU while it ingested).
+	if err := s.Store.BatchInScope(ctx, batchScope(p), batchID); err != nil {
 		return err
 	}
 	slot, err := s.Store.UploadSlot(ctx, batchID, file)
