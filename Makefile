@@ -52,7 +52,8 @@ bench: build
 	$(STACK) bench
 
 # The fault suite (kill -9 and SIGTERM of a worker, PostgreSQL restarted,
-# S3 gateway down, staging refusing writes, three workers): one line per fault, non-zero if anything was duplicated
+# PostgreSQL failed over to its standby, S3 gateway down, staging refusing
+# writes, three workers): one line per fault, non-zero if anything was duplicated
 # or lost. FAULTS_ACTS acts per fault (1,000; make test runs it with 200).
 test-faults: build
 	$(STACK) faults

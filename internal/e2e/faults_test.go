@@ -135,6 +135,35 @@ func TestFaults(t *testing.T) {
 		t.Cleanup(func() { db.Close(context.Background()) })
 		f.finish("postgres_restart", inFlight)
 	})
+	t.Run("postgres_failover", func(t *testing.T) {
+		t.Parallel()
+		// A primary and its standby, replication synchronous (a commit
+		// waits for the standby's flush), one URL naming both with
+		// target_session_attrs=read-write: the deployment
+		// docs/operations.md describes. The primary dies; the standby is
+		// promoted; the processes, never restarted nor reconfigured, go
+		// on with it.
+		primary := startPostgres(t)
+		standby := primary.standby(t)
+		url := "postgres://postgres@127.0.0.1:" + primary.port + ",127.0.0.1:" + standby.port +
+			"/etatcivil?sslmode=disable&target_session_attrs=read-write"
+		f := newFaultRun(t, n, "", "ETATCIVIL_DATABASE_URL="+url)
+		f.startWorker()
+		f.upload()
+		inFlight := f.waitArchived(n / 4)
+		f.db.Close(context.Background())
+		primary.stop(t)
+		if out, err := standby.ctl("-w", "promote"); err != nil {
+			t.Fatalf("pg_ctl promote : %v\n%s", err, out)
+		}
+		db, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.db = db
+		t.Cleanup(func() { db.Close(context.Background()) })
+		f.finish("postgres_failover", inFlight)
+	})
 	t.Run("staging_refuses_writes", func(t *testing.T) {
 		t.Parallel()
 		gw := startGateway(t)
@@ -508,6 +537,62 @@ func startPostgres(t *testing.T) *postgres {
 		}
 	}
 	return p
+}
+
+// standby makes a streaming standby of p (pg_basebackup -R) in its own
+// directory on its own port, waits until it streams, then makes p's
+// replication synchronous: a commit p acknowledges is flushed on the
+// standby too, so a promotion loses none.
+func (p *postgres) standby(t *testing.T) *postgres {
+	t.Helper()
+	s := &postgres{bin: p.bin, port: strings.TrimPrefix(freePort(t), "127.0.0.1:"), runas: p.runas}
+	dir, err := os.MkdirTemp("", "etatcivil-faults-standby-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.dir = dir
+	t.Cleanup(func() { s.ctl("-m", "immediate", "stop"); os.RemoveAll(dir) })
+	if len(p.runas) > 0 {
+		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
+			t.Fatalf("chown : %v %s", err, out)
+		}
+	}
+	if out, err := s.cmd(filepath.Join(p.bin, "pg_basebackup"), "-h", "127.0.0.1", "-p", p.port, "-U", "postgres",
+		"-D", filepath.Join(dir, "data"), "-R", "-X", "stream").CombinedOutput(); err != nil {
+		t.Fatalf("pg_basebackup : %v\n%s", err, out)
+	}
+	s.start(t)
+	s.url = "postgres://postgres@127.0.0.1:" + s.port + "/etatcivil?sslmode=disable"
+	ctx := context.Background()
+	db, err := pgx.Connect(ctx, p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	state := func() string {
+		var st string
+		_ = db.QueryRow(ctx, `SELECT state || '/' || sync_state FROM pg_stat_replication LIMIT 1`).Scan(&st)
+		return st
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !strings.HasPrefix(state(), "streaming/") {
+		if time.Now().After(deadline) {
+			t.Fatalf("le secours ne suit pas le primaire : %q", state())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, q := range []string{`ALTER SYSTEM SET synchronous_standby_names = '*'`, `SELECT pg_reload_conf()`} {
+		if _, err := db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for state() != "streaming/sync" {
+		if time.Now().After(deadline) {
+			t.Fatalf("réplication non synchrone : %q", state())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return s
 }
 
 func (p *postgres) cmd(name string, args ...string) *exec.Cmd {
