@@ -216,6 +216,24 @@ func TestRetryWakesTheWaitingSend(t *testing.T) {
 	if w, a := jobs(); w != 1 || a != 1 {
 		t.Fatalf("avant la relance : %d travaux en attente sur %d", w, a)
 	}
+	// The transmission is "retrying" as soon as the attempt is recorded,
+	// a moment before River puts the job to sleep: retried in that
+	// moment, a running job gets a companion (see wakeOrInsert). Here
+	// the retry comes once it sleeps.
+	for {
+		var asleep bool
+		if err := s.Store.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = 'send'
+				AND args->>'transmission_id' = $1 AND state = 'scheduled')`, id).Scan(&asleep); err != nil {
+			t.Fatal(err)
+		}
+		if asleep {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("le travail d'envoi ne s'endort pas")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
 		t.Fatal(err)
 	} else {
