@@ -265,11 +265,7 @@ func TestLotRefusalNamingActs(t *testing.T) {
 	if !slices.Equal(sets, []string{"7,8,9", "8,9", "9"}) {
 		t.Fatalf("lots : %v (attendu 7,8,9 puis 8,9 puis 9)", sets)
 	}
-	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
-		t.Fatal(err)
-	} else {
-		resp.Body.Close()
-	}
+	simReset(t, sim)
 	raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "refused"})
 	var retried struct {
 		Retried []string `json:"retried"`

@@ -28,6 +28,28 @@ func simWith(t *testing.T, faults string) string {
 	return srv.URL
 }
 
+// simReset clears the simulator's faults (and what it received).
+func simReset(t *testing.T, url string) {
+	t.Helper()
+	resp, err := http.Post(url+"/_sim/reset", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+// until polls cond every step until it holds, failing with what after d.
+func until(t *testing.T, d, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(step)
+	}
+}
+
 func simStats(t *testing.T, url string) map[string]any {
 	t.Helper()
 	resp, err := http.Get(url + "/_sim/stats")
@@ -164,11 +186,7 @@ func TestDeadThenRetried(t *testing.T) {
 	if err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FROM transmission_attempts WHERE outcome = 'failed' AND http_status = 503`).Scan(&kept); err != nil || kept != 3 {
 		t.Fatalf("%d tentatives gardées (%v)", kept, err)
 	}
-	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
-		t.Fatal(err)
-	} else {
-		resp.Body.Close()
-	}
+	simReset(t, sim)
 	raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "dead"})
 	if err != nil || !bytes.Contains(raw, []byte(dead["id"].(string))) {
 		t.Fatalf("relance: %s %v", raw, err)
@@ -196,61 +214,40 @@ func TestRetryWakesTheWaitingSend(t *testing.T) {
 	ctx := context.Background()
 	upload(t, c, map[string][]byte{"a.pdf": pdfgen.ScanPDF(pdfgen.ScanOptions{Seed: 8, DPI: 72})}, []string{"a.pdf"})
 	var id, state string
-	deadline := time.Now().Add(90 * time.Second)
-	for state != "retrying" {
-		if time.Now().After(deadline) {
-			t.Fatalf("transmission %q: %s, attendu retrying", id, state)
-		}
-		time.Sleep(200 * time.Millisecond)
+	until(t, 90*time.Second, 200*time.Millisecond, "transmission jamais en retrying", func() bool {
 		_ = s.Store.Pool.QueryRow(ctx, `SELECT id::text, state FROM transmissions`).Scan(&id, &state)
-	}
-	jobs := func() (waiting, all int) {
+		return state == "retrying"
+	})
+	jobs := func(states string) (n, all int) {
 		t.Helper()
-		err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state IN ('scheduled', 'available', 'retryable', 'running')), count(*)
-			FROM river_job WHERE kind = 'send' AND args->>'transmission_id' = $1`, id).Scan(&waiting, &all)
+		err := s.Store.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state::text = ANY(string_to_array($2, ','))), count(*)
+			FROM river_job WHERE kind = 'send' AND args->>'transmission_id' = $1`, id, states).Scan(&n, &all)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return waiting, all
+		return n, all
 	}
-	if w, a := jobs(); w != 1 || a != 1 {
+	const waiting = "scheduled,available,retryable,running"
+	if w, a := jobs(waiting); w != 1 || a != 1 {
 		t.Fatalf("avant la relance : %d travaux en attente sur %d", w, a)
 	}
 	// The transmission is "retrying" as soon as the attempt is recorded,
 	// a moment before River puts the job to sleep: retried in that
 	// moment, a running job gets a companion (see wakeOrInsert). Here
 	// the retry comes once it sleeps.
-	for {
-		var asleep bool
-		if err := s.Store.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM river_job WHERE kind = 'send'
-				AND args->>'transmission_id' = $1 AND state = 'scheduled')`, id).Scan(&asleep); err != nil {
-			t.Fatal(err)
-		}
-		if asleep {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("le travail d'envoi ne s'endort pas")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if resp, err := http.Post(sim+"/_sim/reset", "application/json", nil); err != nil {
-		t.Fatal(err)
-	} else {
-		resp.Body.Close()
-	}
+	until(t, 30*time.Second, 50*time.Millisecond, "le travail d'envoi ne s'endort pas", func() bool {
+		asleep, _ := jobs("scheduled")
+		return asleep == 1
+	})
+	simReset(t, sim)
 	if raw, err := c.Post(ctx, "/api/v1/transmissions/retry", map[string]any{"state": "retrying"}); err != nil || !bytes.Contains(raw, []byte(id)) {
 		t.Fatalf("relance: %s %v", raw, err)
 	}
-	deadline = time.Now().Add(60 * time.Second)
-	for state != "acknowledged" {
-		if time.Now().After(deadline) {
-			t.Fatalf("transmission %s : %s après la relance (le travail endormi n'a pas été réveillé)", id, state)
-		}
-		time.Sleep(200 * time.Millisecond)
+	until(t, 60*time.Second, 200*time.Millisecond, "transmission non acquittée après la relance (le travail endormi n'a pas été réveillé)", func() bool {
 		_ = s.Store.Pool.QueryRow(ctx, `SELECT state FROM transmissions WHERE id = $1`, id).Scan(&state)
-	}
-	if w, a := jobs(); w != 0 || a != 1 {
+		return state == "acknowledged"
+	})
+	if w, a := jobs(waiting); w != 0 || a != 1 {
 		t.Fatalf("après la relance : %d travaux en attente, %d en tout (un seul attendu)", w, a)
 	}
 	if st := simStats(t, sim); st["double_accepted"].(float64) != 0 {
